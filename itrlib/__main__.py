@@ -1,0 +1,3 @@
+from itrlib.cli import main
+
+raise SystemExit(main())

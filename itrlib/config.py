@@ -1,0 +1,303 @@
+"""Typed run configuration: dataclasses, YAML presets and ``key=value`` overrides.
+
+A run is described by :class:`RunConfig`. Every field has a documented default; a key that is not a
+field is an error (with the closest valid names suggested), and values are checked against the field's
+type. The ``model`` section is model-specific: its dataclass is looked up in the model registry by
+``model.name``, so each paper adds its own fields without touching this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from itrlib.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the precomp features live and how batches are drawn from them."""
+
+    root: str = "data/synthetic"
+    """Folder holding ``{split}_ims.npy``, ``{split}_caps.txt``, ``{split}_ids.txt`` (or its ``precomp/``)."""
+    train_split: str = "train"
+    val_split: str = "dev"
+    val_max_images: int | None = 1000
+    """Validation uses the first 1000 dev images / 5000 captions, as every official loader does."""
+    region_keep_prob: float = 0.8
+    """VSE-infinity train-time region dropout: each region is kept with this probability."""
+    caption_augment: bool = True
+    """VSE-infinity train-time word masking / replacement / deletion (BERT path)."""
+    check_features: str = "sample"
+    """NaN/inf scan when a split is opened: ``full``, ``sample`` or ``none`` (items are always checked)."""
+    num_workers: int = 0
+
+
+@dataclass
+class TextConfig:
+    """Text encoder input: BERT WordPiece (paper setting) or a BiGRU vocabulary."""
+
+    encoder: str = "bert"
+    """``bert`` (a local Hugging Face BERT-family folder) or ``bigru``."""
+    bert_path: str = "minilm"
+    """``minilm`` (the packaged all-MiniLM-L6-v2), a local folder, or a hub name present in the local cache."""
+    vocab_min_count: int = 1
+    """BiGRU vocabulary: minimum count of a word in the training captions."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the training loop (defaults: VSE-infinity ``train_region.sh``)."""
+
+    epochs: int = 25
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [15])
+    """Multiply every learning rate by ``lr_decay_factor`` at the start of these epochs."""
+    lr_decay_factor: float = 0.1
+    grad_clip: float = 2.0
+    """Max global gradient norm (``0`` disables clipping)."""
+    amp: bool = True
+    """Mixed precision (bf16 autocast) on CUDA; ignored on CPU."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    log_every: int = 10
+    checkpoint_every: int = 0
+    """Also checkpoint every N optimiser steps within an epoch (``0``: only at epoch ends)."""
+    eval_batch_size: int = 256
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each named loss the model returns (missing names weigh 1.0)."""
+    max_steps_per_epoch: int | None = None
+    """Cap the optimiser steps per epoch (smoke runs); ``None`` uses every batch."""
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; saved resolved as ``config.yaml`` in the run folder."""
+
+    name: str = "run"
+    output_dir: str = "outputs/runs"
+    model: Any = None
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+SECTIONS = {"data": DataConfig, "text": TextConfig, "train": TrainConfig}
+
+
+def preset_path(name: str) -> Path:
+    """Path of a packaged preset (``itrlib/configs/<name>.yaml``); a path to a YAML file is returned as is."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate
+    packaged = resources.files("itrlib") / "configs" / f"{name}.yaml"
+    if not packaged.is_file():
+        raise ConfigError(f"no config file {name!r} and no packaged preset of that name; presets: "
+                          f"{', '.join(list_presets())}")
+    return Path(str(packaged))
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("itrlib") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(source: str | Path | dict, overrides: list[str] | dict | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from a preset name, a YAML path or a dict, then apply overrides.
+
+    Overrides are ``"section.key=value"`` strings (values parsed as YAML) or a nested/dotted dict.
+    """
+    raw = dict(source) if isinstance(source, dict) else _read_yaml(preset_path(str(source)))
+    raw = _resolve_base(raw)
+    for key, value in _parse_overrides(overrides).items():
+        _set_dotted(raw, key, value)
+    return from_dict(raw)
+
+
+def from_dict(raw: dict) -> RunConfig:
+    """Validate a nested dict against the dataclasses (unknown keys and wrong types are errors)."""
+    from itrlib.models.registry import model_config_class
+
+    raw = dict(raw)
+    model_raw = dict(raw.pop("model", None) or {})
+    if "name" not in model_raw:
+        raise ConfigError("model.name is required (e.g. model.name=vse)")
+    model_cls = model_config_class(model_raw["name"])
+    kwargs: dict[str, Any] = {}
+    hints = typing.get_type_hints(RunConfig)
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(_unknown(key, list(hints), "top-level"))
+        if key in SECTIONS:
+            kwargs[key] = _build(SECTIONS[key], value or {}, key)
+        else:
+            kwargs[key] = _coerce(value, hints[key], key)
+    kwargs["model"] = _build(model_cls, model_raw, "model")
+    return RunConfig(**kwargs)
+
+
+def to_dict(config: RunConfig) -> dict:
+    """Plain nested dict (YAML-serialisable) of a resolved config."""
+    return dataclasses.asdict(config)
+
+
+def dump_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return data
+
+
+def _resolve_base(raw: dict) -> dict:
+    """``base: <preset>`` merges this dict over another preset (recursively)."""
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _resolve_base(_read_yaml(preset_path(base)))
+    _deep_update(merged, raw)
+    return merged
+
+
+def _deep_update(target: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _parse_overrides(overrides: list[str] | dict | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        flat: dict[str, Any] = {}
+        _flatten(overrides, "", flat)
+        return flat
+    parsed = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        key, text = item.split("=", 1)
+        try:
+            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    return parsed
+
+
+def _flatten(tree: dict, prefix: str, out: dict) -> None:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and key in (*SECTIONS, "model"):
+            _flatten(value, dotted + ".", out)
+        else:
+            out[dotted] = value
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(_unknown(key, names, where))
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def _unknown(key: str, valid: list[str], where: str) -> str:
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown config key {key!r} in {where}{hint} (valid: {', '.join(valid)})"
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field annotation, converting int->float and lists as needed."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_coerce(k, args[0], where): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value

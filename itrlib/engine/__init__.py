@@ -1,0 +1,1 @@
+"""One training engine for every model: loop, checkpoints, resume, seeding."""

@@ -1,0 +1,101 @@
+"""Build the pieces of a run from its config: device, tokenizer, splits, side inputs, model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from itrlib.config import RunConfig, TextConfig, load_config
+from itrlib.data.precomp import PrecompSplit, open_split
+from itrlib.data.text import BertWordPieceTokenizer, Tokenizer, Vocabulary, resolve_bert_path
+from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint
+from itrlib.errors import DataError, ItrlibError
+from itrlib.models.base import RetrievalModel
+from itrlib.models.registry import build_model
+
+VOCAB_FILE = "vocab.json"
+CONFIG_FILE = "config.yaml"
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ItrlibError(f"train.device={spec!r} but CUDA is not available (use 'auto' or 'cpu')")
+    return device
+
+
+def build_tokenizer(text: TextConfig, run_dir: Path, train_captions: list[str] | None = None) -> Tokenizer:
+    """BERT WordPiece from a local folder, or a BiGRU vocabulary built once and saved in the run folder."""
+    if text.encoder == "bert":
+        return BertWordPieceTokenizer(resolve_bert_path(text.bert_path))
+    if text.encoder != "bigru":
+        raise ItrlibError(f"unknown text.encoder {text.encoder!r} (expected 'bert' or 'bigru')")
+    vocab_path = run_dir / VOCAB_FILE
+    if vocab_path.is_file():
+        return Vocabulary.load(vocab_path)
+    if train_captions is None:
+        raise ItrlibError(f"{vocab_path} is missing: the BiGRU vocabulary is built by training")
+    vocab = Vocabulary.build(train_captions, min_count=text.vocab_min_count)
+    vocab.save(vocab_path)
+    return vocab
+
+
+def load_side_inputs(split: PrecompSplit, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-image side arrays ``{split}_{name}.npy`` (memory-mapped), checked to have one row per image."""
+    arrays = {}
+    for name in names:
+        path = split.side_file(f"{name}.npy")
+        array = np.load(path, mmap_mode="r")
+        if array.shape[0] < split.n_images:
+            raise DataError(f"{path}: {array.shape[0]} rows for {split.n_images} images")
+        arrays[name] = array[: split.n_images]
+    return arrays
+
+
+def create_model(config: RunConfig, feature_dim: int, tokenizer: Tokenizer) -> RetrievalModel:
+    return build_model(config.model, feature_dim=feature_dim, text=config.text, tokenizer=tokenizer)
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for evaluation, with what is needed to feed it."""
+
+    config: RunConfig
+    model: RetrievalModel
+    tokenizer: Tokenizer
+    device: torch.device
+    checkpoint: dict
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
+    """Rebuild the model of a run folder from ``config.yaml`` and a checkpoint (``best`` or ``last``)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ItrlibError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+    config = load_config(config_path)
+    names = {"best": BEST, "last": LAST}
+    if checkpoint not in names:
+        raise ItrlibError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    state = load_checkpoint(run_dir / names[checkpoint])
+    tokenizer = build_tokenizer(config.text, run_dir)
+    model = create_model(config, int(state["feature_dim"]), tokenizer)
+    model.load_state_dict(state["model"])
+    target = resolve_device(device)
+    model.to(target).eval()
+    return LoadedRun(config, model, tokenizer, target, state)
+
+
+def open_train_split(config: RunConfig) -> PrecompSplit:
+    return open_split(config.data.root, config.data.train_split, check_features=config.data.check_features)
+
+
+def open_val_split(config: RunConfig) -> PrecompSplit:
+    return open_split(config.data.root, config.data.val_split, max_images=config.data.val_max_images,
+                      check_features=config.data.check_features)

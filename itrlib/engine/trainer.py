@@ -1,0 +1,212 @@
+"""The training engine shared by every model of the suite.
+
+One loop: AdamW over the model's parameter groups, step learning-rate decay, gradient clipping, bf16
+autocast on CUDA, validation on the dev split after every epoch (best rsum kept as ``best.pt``), a full
+``last.pt`` (model, optimiser, RNG states, position in the epoch) at every epoch end and every
+``train.checkpoint_every`` steps, and metrics appended to ``metrics.jsonl``. Everything random is a
+function of the seed, the epoch and the item index, so a killed run resumed from ``last.pt`` ends with
+the same metrics as a run that was never interrupted (on CPU, bit for bit).
+
+Models plug in through the contract of :class:`itrlib.models.base.RetrievalModel` (``losses``,
+``param_groups``, ``on_epoch_start``, ``after_optimizer_step``); the loop holds no model-specific code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import torch
+from torch.nn.utils import clip_grad_norm_
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from itrlib import __version__
+from itrlib.config import RunConfig, dump_yaml, load_config, to_dict
+from itrlib.data.datasets import PairDataset
+from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from itrlib.engine.components import (
+    CONFIG_FILE,
+    build_tokenizer,
+    create_model,
+    load_side_inputs,
+    open_train_split,
+    open_val_split,
+    resolve_device,
+)
+from itrlib.engine.sampler import EpochBatchSampler
+from itrlib.engine.seeding import restore_rng_state, rng_state, seed_everything
+from itrlib.errors import ItrlibError
+from itrlib.evaluation.encode import autocast_for
+from itrlib.evaluation.evaluate import evaluate_split
+from itrlib.evaluation.protocols import Protocol
+from itrlib.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "train_summary.json"
+
+
+class Trainer:
+    """Train ``config.model`` on ``config.data`` into ``config.run_dir``, resuming if it holds ``last.pt``."""
+
+    def __init__(self, config: RunConfig, *, progress: bool = True):
+        self.config = config
+        self.progress = progress
+        self.run_dir = config.run_dir
+        self._check_existing_config()
+        seed_everything(config.train.seed)
+        self.device = resolve_device(config.train.device)
+        self.amp = config.train.amp and self.device.type == "cuda"
+
+        self.train_split = open_train_split(config)
+        self.val_split = open_val_split(config)
+        self.tokenizer = build_tokenizer(config.text, self.run_dir, self.train_split.captions)
+        self.model = create_model(config, self.train_split.feature_dim, self.tokenizer).to(self.device)
+        side = load_side_inputs(self.train_split, self.model.side_inputs)
+        self.dataset = PairDataset(self.train_split, self.tokenizer, train=True,
+                                   region_keep_prob=config.data.region_keep_prob,
+                                   caption_augment=config.data.caption_augment, seed=config.train.seed,
+                                   extras=side or None)
+        self.sampler = EpochBatchSampler(len(self.dataset), config.train.batch_size, config.train.seed,
+                                         max_batches=config.train.max_steps_per_epoch)
+        groups = self.model.param_groups(config.train.lr)
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        self.optimizer = torch.optim.AdamW(groups, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        self.val_protocol = Protocol(name="dev", split=config.data.val_split, folds=1,
+                                     description="per-epoch model selection")
+        self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
+        self.best: dict = {"rsum": -math.inf, "epoch": None}
+        atomic_write_text(self.run_dir / CONFIG_FILE, dump_yaml(config))
+
+    # ------------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train to ``train.epochs`` (resuming when possible); return the summary written to disk."""
+        self._resume_if_possible()
+        loss_weights = self.config.train.loss_weights
+        total_epochs = self.config.train.epochs
+        while self.epoch < total_epochs:
+            self._set_learning_rate(self.epoch)
+            self.model.on_epoch_start(self.epoch)
+            self.model.train()
+            self.dataset.set_epoch(self.epoch)
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            # own generator: creating a DataLoader iterator must not draw from the global torch RNG,
+            # or a run resumed mid-epoch would see different dropout masks than an uninterrupted one
+            loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.dataset.collate_fn,
+                                num_workers=self.config.data.num_workers,
+                                generator=torch.Generator().manual_seed(self.config.train.seed))
+            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{total_epochs}", disable=not self.progress,
+                       initial=self.batch_in_epoch, total=self.sampler.batches_per_epoch(), leave=False)
+            for batch in bar:
+                losses = self._train_step(batch.to(self.device), loss_weights)
+                self.batch_in_epoch += 1
+                self.global_step += 1
+                self.model.after_optimizer_step(self.global_step)
+                bar.set_postfix(loss=f"{losses['loss']:.3f}")
+                if self.global_step % self.config.train.log_every == 0:
+                    self._log({"event": "step", **losses})
+                every = self.config.train.checkpoint_every
+                if every and self.global_step % every == 0:
+                    self._save_last()
+            self._end_epoch()
+        return self._write_summary()
+
+    # ------------------------------------------------------------------------------------------------
+    def _train_step(self, batch, loss_weights: dict[str, float]) -> dict[str, float]:
+        with autocast_for(self.device, self.amp):
+            losses = self.model.losses(batch)
+        unknown = set(loss_weights) - set(losses)
+        if unknown:
+            raise ItrlibError(f"train.loss_weights names losses the model does not return: {sorted(unknown)} "
+                              f"(model returns {sorted(losses)})")
+        total = sum(loss_weights.get(name, 1.0) * value.float() for name, value in losses.items())
+        if not torch.isfinite(total):
+            raise ItrlibError(f"non-finite loss {total.item()} at epoch {self.epoch} step {self.global_step} "
+                              f"({ {k: v.item() for k, v in losses.items()} }); the last checkpoint is intact")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = None
+        if self.config.train.grad_clip > 0:
+            grad_norm = clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip).item()
+        self.optimizer.step()
+        record = {"loss": total.item(), **{k: v.item() for k, v in losses.items()}}
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        return record
+
+    def _end_epoch(self) -> None:
+        result = evaluate_split(self.model, self.val_split, self.tokenizer, self.val_protocol,
+                                batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp)
+        metrics = result["metrics"]
+        is_best = metrics["rsum"] > self.best["rsum"]
+        self._log({"event": "val", "split": self.val_split.split, **metrics, "best": is_best})
+        if is_best:
+            self.best = {"rsum": metrics["rsum"], "epoch": self.epoch, "metrics": metrics}
+            save_checkpoint(self.run_dir / BEST, {
+                "model": self.model.state_dict(), "epoch": self.epoch, "val_metrics": metrics,
+                "feature_dim": self.train_split.feature_dim, "config": to_dict(self.config),
+                "itrlib_version": __version__})
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._save_last()
+
+    def _set_learning_rate(self, epoch: int) -> None:
+        """lr = base_lr * factor^(number of decay epochs <= epoch): a pure function of the epoch."""
+        steps = sum(1 for e in self.config.train.lr_decay_epochs if epoch >= e)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * self.config.train.lr_decay_factor ** steps
+
+    # ------------------------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        record = {"epoch": self.epoch, "step": self.global_step, "time": time.time(), **record}
+        append_jsonl(self.run_dir / METRICS_FILE, record)
+
+    def _save_last(self) -> None:
+        metrics_path = self.run_dir / METRICS_FILE
+        lines = len(read_jsonl(metrics_path)) if metrics_path.exists() else 0
+        save_checkpoint(self.run_dir / LAST, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch, "global_step": self.global_step, "best": self.best,
+            "rng": rng_state(), "metrics_lines": lines, "feature_dim": self.train_split.feature_dim,
+            "config": to_dict(self.config), "itrlib_version": __version__})
+
+    def _resume_if_possible(self) -> None:
+        path = self.run_dir / LAST
+        if not path.exists():
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+        self.global_step, self.best = state["global_step"], state["best"]
+        restore_rng_state(state["rng"])
+        self._truncate_metrics(state["metrics_lines"])
+        self._log({"event": "resume", "batch_in_epoch": self.batch_in_epoch})
+
+    def _truncate_metrics(self, keep: int) -> None:
+        """Drop records logged after the checkpoint (they will be produced again)."""
+        path = self.run_dir / METRICS_FILE
+        if not path.exists():
+            return
+        records = read_jsonl(path)[:keep]
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+    def _write_summary(self) -> dict:
+        summary = {"best_epoch": self.best["epoch"], "best_val": self.best.get("metrics"),
+                   "epochs": self.epoch, "steps": self.global_step, "run_dir": str(self.run_dir)}
+        atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
+        return summary
+
+    def _check_existing_config(self) -> None:
+        """A run folder belongs to one config: refuse to mix a different config into it."""
+        path = self.run_dir / CONFIG_FILE
+        if path.exists() and to_dict(load_config(path)) != to_dict(self.config):
+            raise ItrlibError(f"{self.run_dir} already holds a run with a different config; choose another "
+                              "name= or delete the folder")
+
+
+def train(config: RunConfig, progress: bool = True) -> dict:
+    """Convenience wrapper: ``Trainer(config).fit()``."""
+    return Trainer(config, progress=progress).fit()

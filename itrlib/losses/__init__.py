@@ -1,0 +1,1 @@
+"""Training objectives shared by the papers."""

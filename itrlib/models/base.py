@@ -1,0 +1,61 @@
+"""The contract between a model, the training engine and evaluation.
+
+The engine calls ``losses(batch)`` (a dict of named scalars it sums with the configured weights),
+``param_groups(lr)`` to build the optimiser, and the hooks ``on_epoch_start(epoch)`` and
+``after_optimizer_step(step)`` at fixed points (warm-up switches, momentum updates, queue pushes).
+Evaluation calls ``encode_images`` / ``encode_captions`` batch by batch, concatenates the results with
+``concat_embeddings`` and asks ``score(img_block, cap_block)`` for (N_img, N_cap) blocks. A global model
+returns (N, D) tensors and scores with a matmul; a local-matching model returns any object that supports
+``len()``, slicing ``[a:b]``, ``.to(device)`` and a ``cat(list)`` classmethod, and scores pairwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from itrlib.data.collate import Batch
+
+
+class RetrievalModel(nn.Module):
+    """Base class of every model in the suite."""
+
+    side_inputs: ClassVar[tuple[str, ...]] = ()
+    """Per-image side arrays the model needs (files ``{split}_{name}.npy``), delivered in ``batch.extras``."""
+
+    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor) -> Any:
+        """images (B, K, D_img), lengths (B,) -> image embeddings for B images."""
+        raise NotImplementedError
+
+    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor) -> Any:
+        """token ids (B, L), lengths (B,) -> caption embeddings for B captions."""
+        raise NotImplementedError
+
+    def score(self, img_emb: Any, cap_emb: Any) -> torch.Tensor:
+        """Similarities (N_img, N_cap) between two blocks of embeddings."""
+        raise NotImplementedError
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Named scalar training losses for one batch of aligned pairs."""
+        raise NotImplementedError
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups with their learning rates (default: one group)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before the first step of every epoch (also when a run resumes mid-epoch)."""
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Called after every optimiser step with the global step count (1-based)."""
+
+
+def concat_embeddings(chunks: list[Any]) -> Any:
+    """Concatenate per-batch embeddings along the item axis (tensors or a type with ``cat``)."""
+    if not chunks:
+        raise ValueError("no embeddings to concatenate")
+    if isinstance(chunks[0], torch.Tensor):
+        return torch.cat(chunks, dim=0)
+    return type(chunks[0]).cat(chunks)

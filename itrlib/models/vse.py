@@ -1,0 +1,102 @@
+"""VSE-infinity on precomp region features (Chen et al., CVPR 2021): the suite's baseline.
+
+image regions (B, K, D_img) -> fc + residual MLP -> GPO -> L2 norm -> v (B, E)
+caption tokens (B, L)       -> BERT/BiGRU -> Linear -> GPO -> L2 norm -> t (B, E)
+score = v @ t.T; loss = VSE++ hinge triplet (sum over negatives for ``mean_warmup_epochs``, then hardest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from itrlib.config import TextConfig
+from itrlib.data.collate import Batch
+from itrlib.errors import ConfigError
+from itrlib.losses.triplet import triplet_loss
+from itrlib.models.base import RetrievalModel
+from itrlib.models.registry import register_model
+from itrlib.nn.functional import l2norm
+from itrlib.nn.gpo import GPO
+from itrlib.nn.mlp import ResidualProjection
+from itrlib.nn.text_encoders import build_token_encoder
+
+
+@dataclass
+class VSEConfig:
+    """VSE-infinity hyper-parameters (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
+
+    name: str = "vse"
+    embed_size: int = 1024
+    """Joint embedding size."""
+    mlp_hidden: int | None = None
+    """Hidden size of the residual region MLP (``None``: embed_size // 2, as VSE-infinity)."""
+    gpo_pe_dim: int = 32
+    gpo_hidden: int = 32
+    word_dim: int = 300
+    """Word-embedding size of the BiGRU text encoder (unused with BERT)."""
+    bert_lr_factor: float = 0.1
+    """BERT parameters train at lr * this factor."""
+    margin: float = 0.2
+    max_violation: bool = True
+    """Hardest negatives (VSE++) after the warm-up; ``false`` keeps the sum over all negatives."""
+    mean_warmup_epochs: int = 1
+    """Epochs trained with the sum-over-negatives loss before hardest negatives (``train_region.sh``: 1)."""
+
+    def validate(self) -> None:
+        if self.embed_size <= 0 or self.margin < 0 or self.mean_warmup_epochs < 0:
+            raise ConfigError(f"model: embed_size > 0, margin >= 0, mean_warmup_epochs >= 0 required: {self}")
+
+
+class VSEModel(RetrievalModel):
+    """Global-embedding model: one vector per image and per caption, cosine similarity."""
+
+    def __init__(self, config: VSEConfig, feature_dim: int, text_encoder: nn.Module):
+        super().__init__()
+        self.config = config
+        self.region_proj = ResidualProjection(feature_dim, config.embed_size, config.mlp_hidden)
+        self.image_pool = GPO(config.gpo_pe_dim, config.gpo_hidden)
+        self.text_encoder = text_encoder
+        self.text_pool = GPO(config.gpo_pe_dim, config.gpo_hidden)
+        self.hardest = config.max_violation and config.mean_warmup_epochs == 0
+
+    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, K, D_img), (B,) -> (B, E) unit vectors."""
+        return l2norm(self.image_pool(self.region_proj(images), lengths).float())
+
+    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, L), (B,) -> (B, E) unit vectors."""
+        return l2norm(self.text_pool(self.text_encoder(captions, lengths), lengths).float())
+
+    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        return img_emb @ cap_emb.T
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        scores = self.score(self.encode_images(batch.images, batch.image_lengths),
+                            self.encode_captions(batch.captions, batch.caption_lengths))
+        return {"triplet": triplet_loss(scores, self.config.margin, hardest=self.hardest)}
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Text (non-pretrained) at lr, pretrained BERT at lr * bert_lr_factor, image side at lr."""
+        pretrained = {id(p) for p in self.text_encoder.pretrained_parameters()}
+        groups = [
+            {"name": "text", "lr": lr,
+             "params": [p for p in self.text_encoder.parameters() if id(p) not in pretrained]
+             + list(self.text_pool.parameters())},
+            {"name": "bert", "lr": lr * self.config.bert_lr_factor,
+             "params": [p for p in self.text_encoder.parameters() if id(p) in pretrained]},
+            {"name": "image", "lr": lr,
+             "params": list(self.region_proj.parameters()) + list(self.image_pool.parameters())},
+        ]
+        return [g for g in groups if g["params"]]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.hardest = self.config.max_violation and epoch >= self.config.mean_warmup_epochs
+
+
+@register_model("vse", VSEConfig)
+def build_vse(config: VSEConfig, *, feature_dim: int, text: TextConfig, tokenizer) -> VSEModel:
+    encoder = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim)
+    return VSEModel(config, feature_dim, encoder)

@@ -1,0 +1,1 @@
+"""Building blocks shared by every paper: projections, pooling (GPO), token encoders."""

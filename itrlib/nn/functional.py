@@ -1,0 +1,17 @@
+"""Small tensor helpers used across models."""
+
+from __future__ import annotations
+
+import torch
+
+
+def l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
+    """``x / (||x||_2 + eps)`` along ``dim`` (VSE-infinity's normalisation, eps added to the norm)."""
+    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps)
+
+
+def length_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Boolean mask (B, L): True at valid positions ``t < lengths[b]``."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)

@@ -1,0 +1,53 @@
+"""Multi-layer perceptron over token sets and the VSE-infinity residual region projection."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+
+class TokenMLP(nn.Module):
+    """Linear -> BN -> ReLU blocks, then a final Linear, applied to every token of (B, K, D_in).
+
+    Matches VSE-infinity ``lib/modules/mlp.py::MLP``: tokens are flattened to (B*K, D) before the BN, so
+    the BN statistics include zero-padded positions, and the last layer has no BN or ReLU.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(d) for d in dims[1:-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K, D_in) -> (B, K, D_out)."""
+        batch, tokens, _ = x.shape
+        h = x.reshape(batch * tokens, -1)
+        for linear, norm in zip(self.linears[:-1], self.norms, strict=True):
+            h = torch.relu(norm(linear(h)))
+        return self.linears[-1](h).reshape(batch, tokens, -1)
+
+
+class ResidualProjection(nn.Module):
+    """``fc(x) + mlp(x)``: VSE-infinity's precomp region encoder before pooling (``EncoderImageAggr``).
+
+    ``fc`` is Xavier-uniform with zero bias; ``mlp`` is a 2-layer :class:`TokenMLP` with hidden size
+    ``hidden_dim`` (VSE-infinity: embed_size // 2).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None):
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.mlp = TokenMLP(in_dim, hidden_dim or out_dim // 2, out_dim, num_layers=2)
+        bound = math.sqrt(6.0) / math.sqrt(in_dim + out_dim)
+        nn.init.uniform_(self.fc.weight, -bound, bound)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K, D_in) -> (B, K, D_out)."""
+        return self.fc(x) + self.mlp(x)

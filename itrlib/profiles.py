@@ -1,0 +1,84 @@
+"""Profiles: which data, presets, protocols and output folder a notebook or `make` target uses.
+
+``smoke`` (tests, seconds), ``embedded`` (the synthetic dataset, minutes on a CPU), ``f30k`` and ``coco``
+(real precomp features, the papers' settings). A preset is ``<method>_<profile>`` in ``itrlib/configs``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from itrlib.config import RunConfig, load_config
+from itrlib.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    protocols: tuple[str, ...]
+    """Evaluation protocols reported under this profile."""
+    output_root: str
+    """Runs go to ``<output_root>/runs``, tables to ``<output_root>/tables``, figures to ``.../figures``."""
+    synth_size: str | None = None
+    """Size of the embedded dataset this profile builds when missing (``None``: real data, never built)."""
+    fresh_runs: bool = False
+    """Delete an existing run folder before training (smoke runs must not resume an old code version)."""
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.output_root) / "runs"
+
+    @property
+    def tables_dir(self) -> Path:
+        return Path(self.output_root) / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return Path(self.output_root) / "figures"
+
+
+ALL_PROTOCOLS = ("f30k1k", "coco1k", "coco5k")
+PROFILES = {
+    "smoke": Profile("smoke", ALL_PROTOCOLS, "outputs/smoke", synth_size="smoke", fresh_runs=True),
+    "embedded": Profile("embedded", ALL_PROTOCOLS, "outputs", synth_size="small"),
+    "f30k": Profile("f30k", ("f30k1k",), "outputs"),
+    "coco": Profile("coco", ("coco1k", "coco5k"), "outputs"),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def run_config(method: str, profile: str, *, name: str | None = None, data_root: str | None = None,
+               overrides: list[str] | None = None) -> RunConfig:
+    """Config of ``<method>_<profile>`` with the run placed under the profile's output folder."""
+    spec = get_profile(profile)
+    extra = [f"output_dir={spec.runs_dir}"]
+    if name:
+        extra.append(f"name={name}")
+    if data_root:
+        extra.append(f"data.root={data_root}")
+    return load_config(f"{method}_{profile}", [*extra, *(overrides or [])])
+
+
+def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
+    """Build the embedded dataset at ``config.data.root`` if this profile uses one and it is missing."""
+    spec = get_profile(profile)
+    root = Path(config.data.root)
+    if spec.synth_size is not None and not (root / "dataset_card.json").is_file():
+        from itrlib.data.synth import write_synthetic
+
+        write_synthetic(root, size=spec.synth_size, progress=progress)
+    return root
+
+
+def prepare_run_dir(config: RunConfig, profile: str) -> Path:
+    """The run folder; emptied first when the profile asks for fresh runs."""
+    if get_profile(profile).fresh_runs and config.run_dir.exists():
+        shutil.rmtree(config.run_dir)
+    return config.run_dir

@@ -1,0 +1,41 @@
+"""Figures: training curves of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from itrlib.io import atomic_save
+
+
+def plot_training_curves(steps: pd.DataFrame, val: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Left: training loss per logged step; right: dev rSum (and R@1) per epoch."""
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if not steps.empty:
+        ax_loss.plot(steps["step"], steps["loss"], lw=1)
+    ax_loss.set(xlabel="optimiser step", ylabel="training loss (sum over batch)", title="loss")
+    if not val.empty:
+        epochs = val["epoch"] + 1
+        ax_val.plot(epochs, val["rsum"], marker="o", label="rSum")
+        ax_val.set(xlabel="epoch", ylabel="dev rSum", title="validation")
+        twin = ax_val.twinx()
+        twin.plot(epochs, val["i2t_r1"], ls="--", color="tab:orange", label="i2t R@1")
+        twin.plot(epochs, val["t2i_r1"], ls=":", color="tab:green", label="t2i R@1")
+        twin.set_ylabel("R@1 (%)")
+        handles = ax_val.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax_val.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save as PNG (atomically), creating the folder."""
+    path = Path(path)
+    atomic_save(path, lambda handle: fig.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+    return path

@@ -1,0 +1,28 @@
+"""Shared fixtures: a smoke-sized synthetic dataset in the precomp layout, and fast run configs."""
+
+from pathlib import Path
+
+import pytest
+
+from itrlib.config import RunConfig, load_config
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> Path:
+    from itrlib.data.synth import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("synthetic") / "smoke", size="smoke", feature_dim=64,
+                           progress=False)
+
+
+def _fast_config(data_root: Path, out: Path, name: str = "run", *extra: str) -> RunConfig:
+    """A seconds-long run on the smoke data with the real MiniLM text encoder."""
+    return load_config("baseline_smoke", [
+        f"data.root={data_root}", f"output_dir={out}", f"name={name}", "model.embed_size=32",
+        "train.batch_size=16", "train.epochs=2", "train.max_steps_per_epoch=3", "train.checkpoint_every=2",
+        *extra])
+
+
+@pytest.fixture(scope="session")
+def fast_config():
+    return _fast_config

@@ -1,0 +1,84 @@
+"""Training engine: determinism, resume equivalence, atomic artefacts, bad-input errors."""
+
+import pytest
+import torch
+
+from itrlib.engine.trainer import Trainer
+from itrlib.errors import ItrlibError
+from itrlib.io import read_jsonl
+
+
+def _records(run_dir):
+    """metrics.jsonl without wall-clock times and resume markers."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(run_dir / "metrics.jsonl")
+            if r["event"] != "resume"]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(smoke_data, tmp_path_factory, fast_config):
+    """One uninterrupted run that the determinism and resume tests compare against."""
+    out = tmp_path_factory.mktemp("runs")
+    summary = Trainer(fast_config(smoke_data, out, "ref"), progress=False).fit()
+    return out / "ref", summary
+
+
+def test_same_seed_gives_identical_metrics(smoke_data, tmp_path, fast_config, reference_run):
+    ref_dir, ref_summary = reference_run
+    again = Trainer(fast_config(smoke_data, tmp_path, "ref"), progress=False).fit()
+    assert again["best_val"] == ref_summary["best_val"]
+    assert _records(tmp_path / "ref") == _records(ref_dir)
+
+
+def test_killed_run_resumes_to_the_same_result(smoke_data, tmp_path, fast_config, reference_run):
+    ref_dir, ref_summary = reference_run
+    crashing = Trainer(fast_config(smoke_data, tmp_path, "ref"), progress=False)
+
+    def crash(step):
+        if step == 5:  # mid second epoch, one step after the step-4 checkpoint
+            raise KeyboardInterrupt("simulated kill")
+
+    crashing.model.after_optimizer_step = crash
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit()
+    assert not (tmp_path / "ref" / "train_summary.json").exists()
+
+    resumed = Trainer(fast_config(smoke_data, tmp_path, "ref"), progress=False).fit()
+    assert resumed["best_val"] == ref_summary["best_val"]
+    assert _records(tmp_path / "ref") == _records(ref_dir)
+    for key, value in _weights(ref_dir / "last.pt").items():
+        assert torch.equal(value, _weights(tmp_path / "ref" / "last.pt")[key]), key
+
+
+def test_finished_run_is_not_retrained_and_other_config_is_refused(smoke_data, fast_config, reference_run):
+    ref_dir, ref_summary = reference_run
+    out = ref_dir.parent
+    lines = len(read_jsonl(ref_dir / "metrics.jsonl"))
+    assert Trainer(fast_config(smoke_data, out, "ref"), progress=False).fit()["best_val"] == ref_summary["best_val"]
+    assert len(read_jsonl(ref_dir / "metrics.jsonl")) == lines + 1  # only a resume marker
+    with pytest.raises(ItrlibError, match="different config"):
+        Trainer(fast_config(smoke_data, out, "ref", "train.lr=1e-3"), progress=False)
+
+
+def test_unknown_loss_weight_is_an_error(smoke_data, tmp_path, fast_config):
+    trainer = Trainer(fast_config(smoke_data, tmp_path, "w", "train.loss_weights={tripplet: 1}"), progress=False)
+    with pytest.raises(ItrlibError, match="tripplet"):
+        trainer.fit()
+
+
+def test_nan_loss_stops_with_a_clear_error(smoke_data, tmp_path, fast_config):
+    trainer = Trainer(fast_config(smoke_data, tmp_path, "nan"), progress=False)
+    original = trainer.model.losses
+    trainer.model.losses = lambda batch: {k: v * float("nan") for k, v in original(batch).items()}
+    with pytest.raises(ItrlibError, match="non-finite loss"):
+        trainer.fit()
+
+
+def test_bigru_text_encoder_trains_and_saves_vocabulary(smoke_data, tmp_path, fast_config):
+    summary = Trainer(fast_config(smoke_data, tmp_path, "gru", "text.encoder=bigru", "model.word_dim=16",
+                                  "train.epochs=1"), progress=False).fit()
+    assert summary["best_epoch"] == 0
+    assert (tmp_path / "gru" / "vocab.json").is_file()
