@@ -59,11 +59,13 @@ class SynthConfig:
     """Noise levels and mixing fractions of the generator.
 
     ``difficulty`` multiplies every *noise* level (region, feature, duplicate and global noise, and the
-    probability that a view hides an attribute); 1.0 is the default calibration point. Fractions and
-    caption-omission rates are not scaled.
+    probability that a view hides an attribute). Fractions and caption-omission rates are not scaled.
+    The default 1.6 is calibrated on the VSE-infinity baseline under the ``baseline_embedded`` budget
+    (1-epoch scan on ``small``: dev i2t R@1 49.5 % at 1.0, 37.0 % at 1.6, 26.0 % at 2.2; see the data card
+    for the final test numbers), so that the baseline lands well inside 20-70 % test i2t R@1.
     """
 
-    difficulty: float = 1.0
+    difficulty: float = 1.6
     twin_fraction: float = 0.3  # fraction of images that belong to a twin pair
     twin_attr_swap_prob: float = 0.6  # twin kind: attribute swap (else: one relation changed)
     instance_noise: float = 0.5  # weight std of look-alike categories/attributes shared by an object's views
@@ -595,11 +597,10 @@ def _caption(scene: dict, u: list[float], cfg: SynthConfig) -> tuple[str, list[s
             nouns.append(noun)
         return out
 
-    sc = ""
+    sc, scene_noun = "", ""
     if u[U_SCENE] >= cfg.caption_scene_omit:
-        pp, noun = _choose(u[U_SCENE_VAR], st.phrases)
+        pp, scene_noun = _choose(u[U_SCENE_VAR], st.phrases)
         sc = " " + pp
-        nouns.append(noun)
 
     kind = _CAPTION_TYPES[_weighted_index(u[U_TYPE], _CAPTION_TYPE_WEIGHTS)]
     if kind == "relation" and not scene["relations"]:
@@ -642,6 +643,8 @@ def _caption(scene: dict, u: list[float], cfg: SynthConfig) -> tuple[str, list[s
         else:
             text = f"{np_text} with {_join(items)}"
             nouns.append(np_noun)
+    if sc and text.endswith(sc):  # the scene phrase is used (the scene-focused captions name it otherwise)
+        nouns.append(scene_noun)
     for word in ("photo", "picture", "image"):
         if f"{word} of" in text:
             nouns.append(word)
