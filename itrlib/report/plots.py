@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from itrlib.io import atomic_save
 
@@ -18,11 +16,12 @@ def plot_training_curves(steps: pd.DataFrame, val: pd.DataFrame, title: str = ""
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.6))
     if not steps.empty:
         ax_loss.plot(steps["step"], steps["loss"], lw=1)
-    ax_loss.set(xlabel="optimiser step", ylabel="training loss (sum over batch)", title="loss")
+    ax_loss.set(xlabel="optimiser step", ylabel="training loss (sum over batch)", title="loss", yscale="log")
     if not val.empty:
         epochs = val["epoch"] + 1
         ax_val.plot(epochs, val["rsum"], marker="o", label="rSum")
         ax_val.set(xlabel="epoch", ylabel="dev rSum", title="validation")
+        ax_val.xaxis.set_major_locator(MaxNLocator(integer=True))
         twin = ax_val.twinx()
         twin.plot(epochs, val["i2t_r1"], ls="--", color="tab:orange", label="i2t R@1")
         twin.plot(epochs, val["t2i_r1"], ls=":", color="tab:green", label="t2i R@1")
