@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from itrlib.nn.functional import length_mask
+
 
 class TokenMLP(nn.Module):
     """Linear -> BN -> ReLU blocks, then a final Linear, applied to every token of (B, K, D_in).
@@ -24,12 +26,19 @@ class TokenMLP(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.norms = nn.ModuleList(nn.BatchNorm1d(d) for d in dims[1:-1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, K, D_in) -> (B, K, D_out)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, D_in) -> (B, K, D_out). With ``lengths`` the BN statistics use valid tokens only and
+        padded positions pass through the linear layers without BN."""
         batch, tokens, _ = x.shape
         h = x.reshape(batch * tokens, -1)
+        valid = None if lengths is None else length_mask(lengths, tokens).reshape(-1)
         for linear, norm in zip(self.linears[:-1], self.norms, strict=True):
-            h = torch.relu(norm(linear(h)))
+            h = linear(h)
+            if valid is None:
+                h = norm(h)
+            else:
+                h = h.masked_scatter(valid.unsqueeze(-1), norm(h[valid]).to(h.dtype))
+            h = torch.relu(h)
         return self.linears[-1](h).reshape(batch, tokens, -1)
 
 
@@ -48,6 +57,6 @@ class ResidualProjection(nn.Module):
         nn.init.uniform_(self.fc.weight, -bound, bound)
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, K, D_in) -> (B, K, D_out)."""
-        return self.fc(x) + self.mlp(x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, D_in) -> (B, K, D_out); ``lengths`` restricts the BN statistics to valid tokens."""
+        return self.fc(x) + self.mlp(x, lengths)

@@ -20,9 +20,11 @@ class BertTokenFeatures(nn.Module):
 
     ``path`` is a local Hugging Face folder (any hidden size works: 384 for MiniLM, 768 for BERT-base).
     The attention mask is ``ids != pad_id``. Parameters of ``self.bert`` form their own optimiser group.
+    ``embed_size=None`` returns the raw hidden states (``out_dim`` = hidden size), for models that project
+    tokens themselves (AFA's text MLP).
     """
 
-    def __init__(self, path: str | Path, embed_size: int, pad_id: int = 0):
+    def __init__(self, path: str | Path, embed_size: int | None, pad_id: int = 0):
         super().__init__()
         from transformers import AutoModel
 
@@ -34,7 +36,9 @@ class BertTokenFeatures(nn.Module):
                 "holding config.json and the weights (see README, 'Text encoder weights')."
             ) from exc
         self.pad_id = pad_id
-        self.linear = nn.Linear(self.bert.config.hidden_size, embed_size)
+        hidden = self.bert.config.hidden_size
+        self.linear = nn.Linear(hidden, embed_size) if embed_size else nn.Identity()
+        self.out_dim = embed_size or hidden
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, L) -> features (B, L, E); positions >= lengths are padding."""
@@ -52,6 +56,7 @@ class BiGRUTokenFeatures(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, word_dim)
         self.rnn = nn.GRU(word_dim, embed_size, num_layers=1, batch_first=True, bidirectional=True)
+        self.out_dim = embed_size
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -66,10 +71,12 @@ class BiGRUTokenFeatures(nn.Module):
         return []
 
 
-def build_token_encoder(encoder: str, tokenizer, embed_size: int, word_dim: int = 300) -> nn.Module:
-    """``bert`` -> :class:`BertTokenFeatures` on ``tokenizer.path``; ``bigru`` -> :class:`BiGRUTokenFeatures`."""
+def build_token_encoder(encoder: str, tokenizer, embed_size: int, word_dim: int = 300,
+                        bert_projection: bool = True) -> nn.Module:
+    """``bert`` -> :class:`BertTokenFeatures` on ``tokenizer.path`` (raw hidden states when
+    ``bert_projection`` is false); ``bigru`` -> :class:`BiGRUTokenFeatures` (``embed_size`` outputs)."""
     if encoder == "bert":
-        return BertTokenFeatures(tokenizer.path, embed_size, pad_id=tokenizer.pad_id)
+        return BertTokenFeatures(tokenizer.path, embed_size if bert_projection else None, pad_id=tokenizer.pad_id)
     if encoder == "bigru":
         return BiGRUTokenFeatures(tokenizer.vocab_size, word_dim, embed_size)
     raise ValueError(f"unknown text encoder {encoder!r} (expected 'bert' or 'bigru')")

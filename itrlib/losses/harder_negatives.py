@@ -1,0 +1,35 @@
+"""AFA's harder negatives (eq. 5-7): mix the two modalities of each pair and rank against the mixtures.
+
+For pair i: ``v^g_i = l1_i * v_i + (1 - l1_i) * t_i`` and ``t^g_i = l2_i * t_i + (1 - l2_i) * v_i`` with
+``l1, l2 ~ Beta(t, t)`` drawn independently per sample (SPEC-AFA §2). With ``G_ij = cos(v^g_i, t^g_j)``
+the extra terms are the hinge triplet loss on G with margin alpha2 and the REAL positives ``S_ii``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from itrlib.losses.triplet import triplet_loss
+from itrlib.nn.functional import l2norm
+
+
+def mix_modalities(img: torch.Tensor, cap: torch.Tensor, lam_img: torch.Tensor, lam_cap: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, E) pairs and (B,) weights -> mixed (v^g, t^g), each (B, E), L2-normalised (cosine in eq. 7)."""
+    mixed_img = lam_img.unsqueeze(1) * img + (1 - lam_img.unsqueeze(1)) * cap
+    mixed_cap = lam_cap.unsqueeze(1) * cap + (1 - lam_cap.unsqueeze(1)) * img
+    return l2norm(mixed_img), l2norm(mixed_cap)
+
+
+def sample_mixing_weights(batch: int, t: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Independent ``l1, l2 ~ Beta(t, t)`` of shape (B,), from the global torch RNG (saved in checkpoints)."""
+    beta = torch.distributions.Beta(torch.tensor(float(t)), torch.tensor(float(t)))
+    return beta.sample((batch,)).to(device), beta.sample((batch,)).to(device)
+
+
+def harder_negative_loss(img: torch.Tensor, cap: torch.Tensor, lam_img: torch.Tensor, lam_cap: torch.Tensor,
+                         margin: float, hardest: bool) -> torch.Tensor:
+    """Terms 3-4 of eq. 7: triplet loss on G = cos(v^g, t^g) with positives diag(S), S = img @ cap.T."""
+    mixed_img, mixed_cap = mix_modalities(img, cap, lam_img, lam_cap)
+    positives = (img * cap).sum(dim=1)
+    return triplet_loss(mixed_img @ mixed_cap.T, margin, hardest=hardest, positives=positives)
