@@ -3,13 +3,18 @@
 from itrlib.report.results import comparison_table
 
 
+def _result(n_images, folds, r1):
+    metrics = {"i2t_r1": r1, "i2t_r5": 20, "i2t_r10": 30, "t2i_r1": 5, "t2i_r5": 6, "t2i_r10": 7, "rsum": r1 + 68}
+    return {"n_images": n_images, "folds": [{}] * folds if folds > 1 else [], "metrics": metrics}
+
+
 def test_comparison_table_rows_and_images():
-    results = {"coco1k": {"n_images": 500, "folds": [{}] * 5,
-                          "metrics": {"i2t_r1": 10.04, "i2t_r5": 20, "i2t_r10": 30, "t2i_r1": 5, "t2i_r5": 6,
-                                      "t2i_r10": 7, "rsum": 78.04}}}
-    table = comparison_table(results, ours="VSE∞", paper_methods=[("USER", "VSE∞"), ("USER", "no such")],
+    ours = {"AFA": {"coco1k": _result(500, 5, 10.04)}, "VSE∞": {"coco1k": _result(500, 5, 9.0)}}
+    table = comparison_table(ours, [("USER", "VSE∞", "VSE∞"), ("USER", "no such", "x"), ("AFA", "Ours", "AFA")],
                              data="embedded")
-    assert list(table["source"]) == ["itrlib (embedded)", "USER paper"]
-    assert list(table["images"]) == [100, 1000]
+    assert list(table["method"]) == ["AFA", "VSE∞", "VSE∞", "AFA"]
+    assert list(table["source"]) == ["itrlib (embedded)"] * 2 + ["USER paper", "AFA paper"]
+    assert list(table["images"]) == [100, 100, 1000, 1000]
     assert table.iloc[0]["i2t R@1"] == 10.0
-    assert table.iloc[1]["rSum"] == 523.3  # USER Table I, VSE∞ on COCO 5-fold 1K
+    assert table.iloc[2]["rSum"] == 523.3  # USER Table I, VSE∞ on COCO 5-fold 1K
+    assert table.iloc[3]["rSum"] == 526.1  # AFA Table 1, COCO 5-fold 1K

@@ -38,3 +38,16 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path)
     atomic_save(path, lambda handle: fig.savefig(handle, format=path.suffix.lstrip(".") or "png", dpi=dpi))
     return path
+
+
+def plot_metric_bars(table: pd.DataFrame, metric: str = "rSum", title: str = "") -> plt.Figure:
+    """Grouped bars of ``metric`` per protocol (x) and method (colour) from a comparison table."""
+    pivot = table.pivot_table(index="protocol", columns="method", values=metric, sort=False)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(pivot), 3.4))
+    pivot.plot.bar(ax=ax, rot=0)
+    ax.set(xlabel="protocol", ylabel=metric, title=title)
+    ax.legend(fontsize=8)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -12,25 +12,30 @@ PAPER_PROTOCOLS = {"f30k1k": ("f30k", "1k"), "coco1k": ("coco", "5fold1k"), "coc
 PAPER_IMAGES = {"f30k1k": 1000, "coco1k": 1000, "coco5k": 5000}  # test images per evaluation (per fold)
 
 
-def comparison_table(results: dict[str, dict], ours: str, paper_methods: list[tuple[str, str]] = (),
+def comparison_table(ours: dict[str, dict[str, dict]], paper_methods: list[tuple[str, str, str]] = (),
                      data: str = "") -> pd.DataFrame:
-    """Rows: for each protocol, our result then each ``(paper, method)`` the paper reports for it.
+    """Rows per protocol: each of our methods, then each paper-reported ``(paper, method, label)``.
 
-    ``images`` is the number of test images ranked per evaluation (per fold for coco1k).
-    ``results`` maps a protocol name to an evaluation result (``{"metrics": {...}}``); ``data`` labels
-    our rows (e.g. ``embedded``), since paper numbers on real data are only a scale reference there.
+    ``ours`` maps a method label to ``{protocol: eval result}``. ``data`` labels our rows (e.g.
+    ``embedded``: paper numbers on real data are then only a scale reference). ``images`` is the number
+    of test images ranked per evaluation (per fold for coco1k). A paper without the row is skipped.
     """
+    protocols = list(dict.fromkeys(p for results in ours.values() for p in results))
     rows = []
-    for protocol, result in results.items():
-        folds = len(result.get("folds", [])) or 1
-        rows.append({"protocol": protocol, "method": ours, "source": f"itrlib ({data})" if data else "itrlib",
-                     "images": result["n_images"] // folds, **result["metrics"]})
+    for protocol in protocols:
+        for label, results in ours.items():
+            if protocol not in results:
+                continue
+            result = results[protocol]
+            folds = len(result.get("folds", [])) or 1
+            rows.append({"protocol": protocol, "method": label, "source": f"itrlib ({data})" if data else "itrlib",
+                         "images": result["n_images"] // folds, **result["metrics"]})
         dataset, paper_protocol = PAPER_PROTOCOLS[protocol]
-        for paper, method in paper_methods:
+        for paper, method, label in paper_methods:
             try:
                 numbers = paper_row(paper, dataset, paper_protocol, method)
             except KeyError:
                 continue
-            rows.append({"protocol": protocol, "method": method, "source": f"{paper} paper",
+            rows.append({"protocol": protocol, "method": label, "source": f"{paper} paper",
                          "images": PAPER_IMAGES[protocol], **numbers})
     return metrics_frame(rows)

@@ -1,0 +1,27 @@
+"""Train-and-evaluate recipes the notebooks call: one run, or a set of named variants of one preset."""
+
+from __future__ import annotations
+
+from itrlib import profiles
+from itrlib.engine.trainer import train
+from itrlib.runs import evaluate_run
+
+
+def train_and_evaluate(method: str, profile: str, *, name: str, data_root: str | None = None,
+                       overrides: list[str] | None = None, progress: bool = True) -> dict[str, dict]:
+    """Train ``<method>_<profile>`` as run ``name`` (resuming or reusing a finished run with the same
+    config) and evaluate it under every protocol of the profile: ``{protocol: eval result}``."""
+    config = profiles.run_config(method, profile, name=name, data_root=data_root, overrides=overrides)
+    profiles.ensure_data(config, profile, progress=progress)
+    profiles.prepare_run_dir(config, profile)
+    train(config, progress=progress)
+    return {protocol: evaluate_run(config.run_dir, protocol, progress=progress)
+            for protocol in profiles.get_profile(profile).protocols}
+
+
+def train_variants(method: str, profile: str, variants: dict[str, list[str]], *, data_root: str | None = None,
+                   overrides: list[str] | None = None, progress: bool = True) -> dict[str, dict[str, dict]]:
+    """``{variant name: {protocol: eval result}}``; each variant is a run named after it with its overrides."""
+    return {name: train_and_evaluate(method, profile, name=name, data_root=data_root,
+                                     overrides=[*(overrides or []), *changes], progress=progress)
+            for name, changes in variants.items()}
