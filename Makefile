@@ -8,18 +8,19 @@ STAMP := $(VENV)/.installed
 SYNTH_SIZE ?= small
 DATA := data/synthetic
 SMOKE_DATA := data/synthetic-smoke
-NOTEBOOKS := notebooks/00_baseline.ipynb notebooks/afa/01_train_eval.ipynb
+NOTEBOOKS := notebooks/00_baseline.ipynb notebooks/afa/01_train_eval.ipynb notebooks/afa/02_ablation.ipynb notebooks/afa/03_topk_sweep.ipynb
 PROFILE ?= embedded
 EXECUTED := outputs/notebooks
 NBVAL_DIR := outputs/nbval
 
-.PHONY: help venv data data-smoke test unit-tests notebook-tests notebooks reproduce-tables lint clean
+.PHONY: help venv data data-smoke test unit-tests notebook-tests notebooks reproduce-tables bench lint clean
 
 help:
 	@echo "make reproduce-tables  set up .venv, build the embedded dataset, run every notebook, write outputs/"
 	@echo "make test              install, unit tests + notebooks validated with nbval (smoke parameters)"
 	@echo "make notebooks         execute the notebooks headlessly with papermill (PROFILE=$(PROFILE))"
 	@echo "make data              write the embedded synthetic dataset ($(DATA), SYNTH_SIZE=$(SYNTH_SIZE))"
+	@echo "make bench             micro-benchmarks -> outputs/bench/"
 	@echo "make lint              ruff"
 
 venv: $(STAMP)
@@ -67,6 +68,9 @@ notebook-tests: $(STAMP) data-smoke
 	  $(PY) -m papermill --prepare-only $$nb $(NBVAL_DIR)/$$(echo $$nb | sed 's|^notebooks/||; s|/|__|g') -p profile smoke || exit 1; \
 	done
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(NBVAL_DIR)
+
+bench: $(STAMP)
+	$(PY) -m itrlib.bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check itrlib tests

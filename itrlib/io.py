@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
@@ -25,10 +28,16 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def default_permissions(path: str | os.PathLike) -> None:
+    """Give a ``mkstemp`` file (created 0600) the permissions of an ordinary new file (0666 & ~umask)."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

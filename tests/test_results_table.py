@@ -18,3 +18,13 @@ def test_comparison_table_rows_and_images():
     assert table.iloc[0]["i2t R@1"] == 10.0
     assert table.iloc[2]["rSum"] == 523.3  # USER Table I, VSE∞ on COCO 5-fold 1K
     assert table.iloc[3]["rSum"] == 526.1  # AFA Table 1, COCO 5-fold 1K
+
+
+def test_variant_table_pairs_each_variant_with_the_paper_row():
+    from itrlib.report.results import variant_table
+
+    ours = {"I": {"f30k1k": _result(200, 1, 30.0)}, "I+II": {"f30k1k": _result(200, 1, 31.0)}}
+    table = variant_table(ours, "f30k1k", "AFA", "Ours", {"I": "I", "I+II": "I+II"}, data="embedded")
+    assert list(table["variant"]) == ["I", "I", "I+II", "I+II"]
+    assert list(table["source"]) == ["itrlib (embedded)", "AFA paper"] * 2
+    assert table.iloc[1]["rSum"] == 474.9 and table.iloc[3]["rSum"] == 492.4  # AFA Table 3

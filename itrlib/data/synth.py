@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from itrlib.errors import ConfigError
-from itrlib.io import atomic_save, atomic_write_json, atomic_write_text
+from itrlib.io import atomic_save, atomic_write_json, atomic_write_text, default_permissions
 
 GENERATOR_VERSION = "itrlib-synth-1.0"
 SPLITS = ("train", "dev", "test", "testall")
@@ -956,6 +956,7 @@ def _write_features(
         del mm
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

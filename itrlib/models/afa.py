@@ -136,3 +136,14 @@ class AFAModel(RetrievalModel):
 def build_afa(config: AFAConfig, *, feature_dim: int, text: TextConfig, tokenizer) -> AFAModel:
     encoder = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim, bert_projection=False)
     return AFAModel(config, feature_dim, encoder)
+
+
+# Table 3 rows as config overrides (SPEC-AFA §3). The MLP (I) is kept in every row, as in the paper.
+ABLATION_ROWS: dict[str, list[str]] = {
+    "I": ["model.aggregation=false", "model.pooling=mean", "model.harder_negatives=false"],
+    "I+II": ["model.aggregation=true", "model.pooling=mean", "model.harder_negatives=false"],
+    "I+II+III": ["model.aggregation=true", "model.pooling=max", "model.harder_negatives=false"],
+    "I+II+III+IV": [],
+}
+# Fig. 3: k swept as a ratio of the valid tokens (0 = no merging ... 0.5 = every src token merged).
+TOPK_RATIOS: tuple[float, ...] = (0.0, 0.125, 0.25, 0.375, 0.5)

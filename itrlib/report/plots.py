@@ -51,3 +51,16 @@ def plot_metric_bars(table: pd.DataFrame, metric: str = "rSum", title: str = "")
         ax.bar_label(container, fmt="%.1f", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_sweep(frame: pd.DataFrame, x: str, y: str = "rSum", hue: str = "protocol", title: str = "",
+               xlabel: str | None = None) -> plt.Figure:
+    """Line plot of ``y`` against ``x``, one line per ``hue`` value (e.g. rSum against AFA's k)."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for name, group in frame.groupby(hue, sort=False):
+        group = group.sort_values(x)
+        ax.plot(group[x], group[y], marker="o", label=str(name))
+    ax.set(xlabel=xlabel or x, ylabel=y, title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -39,3 +39,27 @@ def comparison_table(ours: dict[str, dict[str, dict]], paper_methods: list[tuple
             rows.append({"protocol": protocol, "method": label, "source": f"{paper} paper",
                          "images": PAPER_IMAGES[protocol], **numbers})
     return metrics_frame(rows)
+
+
+def variant_table(ours: dict[str, dict[str, dict]], protocol: str, paper: str, paper_method: str,
+                  paper_variants: dict[str, str], data: str = "") -> pd.DataFrame:
+    """Ablation rows on one protocol: each variant of ours beside the paper's row of the same variant.
+
+    ``ours`` maps a variant label to ``{protocol: eval result}``; ``paper_variants`` maps the same label to
+    the variant string in ``paper_tables.csv`` (e.g. ``"I+II"``). Missing paper rows are left out.
+    """
+    dataset, paper_protocol = PAPER_PROTOCOLS[protocol]
+    rows = []
+    for label, results in ours.items():
+        result = results[protocol]
+        folds = len(result.get("folds", [])) or 1
+        rows.append({"variant": label, "source": f"itrlib ({data})" if data else "itrlib",
+                     "images": result["n_images"] // folds, **result["metrics"]})
+        if label in paper_variants:
+            try:
+                numbers = paper_row(paper, dataset, paper_protocol, paper_method, paper_variants[label])
+            except KeyError:
+                continue
+            rows.append({"variant": label, "source": f"{paper} paper", "images": PAPER_IMAGES[protocol],
+                         **numbers})
+    return metrics_frame(rows)
