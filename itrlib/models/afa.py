@@ -21,7 +21,7 @@ from itrlib.data.collate import Batch
 from itrlib.errors import ConfigError
 from itrlib.losses.harder_negatives import harder_negative_loss, sample_mixing_weights
 from itrlib.losses.triplet import triplet_loss
-from itrlib.models.base import RetrievalModel
+from itrlib.models.base import RetrievalModel, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.nn.aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
 from itrlib.nn.functional import l2norm
@@ -118,15 +118,8 @@ class AFAModel(RetrievalModel):
 
     def param_groups(self, lr: float) -> list[dict]:
         """Text (non-pretrained) and image at lr, pretrained BERT at lr * bert_lr_factor."""
-        pretrained = {id(p) for p in self.text_encoder.pretrained_parameters()}
-        groups = [
-            {"name": "text", "lr": lr, "params": [p for p in self.text_encoder.parameters() if id(p) not in pretrained]
-             + list(self.text_mlp.parameters())},
-            {"name": "bert", "lr": lr * self.config.bert_lr_factor,
-             "params": [p for p in self.text_encoder.parameters() if id(p) in pretrained]},
-            {"name": "image", "lr": lr, "params": list(self.image_mlp.parameters())},
-        ]
-        return [g for g in groups if g["params"]]
+        return encoder_param_groups(lr, self.config.bert_lr_factor, self.text_encoder, [self.text_mlp],
+                                    [self.image_mlp])
 
     def on_epoch_start(self, epoch: int) -> None:
         self.hardest = epoch >= self.config.mean_warmup_epochs

@@ -59,3 +59,19 @@ def concat_embeddings(chunks: list[Any]) -> Any:
     if isinstance(chunks[0], torch.Tensor):
         return torch.cat(chunks, dim=0)
     return type(chunks[0]).cat(chunks)
+
+
+def encoder_param_groups(lr: float, bert_lr_factor: float, text_encoder: nn.Module,
+                         text_modules: list[nn.Module], image_modules: list[nn.Module]) -> list[dict]:
+    """VSE-infinity's optimiser groups: text (non-pretrained) at lr, the pretrained text encoder at
+    lr * bert_lr_factor, image side at lr. Empty groups (e.g. a BiGRU has no pretrained part) are dropped."""
+    pretrained = {id(p) for p in text_encoder.pretrained_parameters()}
+    text = [p for p in text_encoder.parameters() if id(p) not in pretrained]
+    groups = [
+        {"name": "text", "lr": lr, "params": text + [p for m in text_modules for p in m.parameters()]},
+        {"name": "bert", "lr": lr * bert_lr_factor,
+         "params": [p for p in text_encoder.parameters() if id(p) in pretrained]},
+        {"name": "image", "lr": lr, "params": [p for m in image_modules for p in m.parameters()]},
+    ]
+    return [g for g in groups if g["params"]]
+

@@ -16,7 +16,7 @@ from itrlib.config import TextConfig
 from itrlib.data.collate import Batch
 from itrlib.errors import ConfigError
 from itrlib.losses.triplet import triplet_loss
-from itrlib.models.base import RetrievalModel
+from itrlib.models.base import RetrievalModel, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.nn.functional import l2norm
 from itrlib.nn.gpo import GPO
@@ -80,17 +80,8 @@ class VSEModel(RetrievalModel):
 
     def param_groups(self, lr: float) -> list[dict]:
         """Text (non-pretrained) at lr, pretrained BERT at lr * bert_lr_factor, image side at lr."""
-        pretrained = {id(p) for p in self.text_encoder.pretrained_parameters()}
-        groups = [
-            {"name": "text", "lr": lr,
-             "params": [p for p in self.text_encoder.parameters() if id(p) not in pretrained]
-             + list(self.text_pool.parameters())},
-            {"name": "bert", "lr": lr * self.config.bert_lr_factor,
-             "params": [p for p in self.text_encoder.parameters() if id(p) in pretrained]},
-            {"name": "image", "lr": lr,
-             "params": list(self.region_proj.parameters()) + list(self.image_pool.parameters())},
-        ]
-        return [g for g in groups if g["params"]]
+        return encoder_param_groups(lr, self.config.bert_lr_factor, self.text_encoder, [self.text_pool],
+                                    [self.region_proj, self.image_pool])
 
     def on_epoch_start(self, epoch: int) -> None:
         self.hardest = self.config.max_violation and epoch >= self.config.mean_warmup_epochs
