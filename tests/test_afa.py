@@ -14,27 +14,43 @@ from itrlib.models.afa import AFAConfig, build_afa
 from itrlib.nn.aggregation import masked_max
 
 
-def brute_force_eq7_mixed_terms(img, cap, l1, l2, margin):
-    """Terms 3-4 of eq. 7 with loops: hardest mixed negative per anchor, real positive S_ii."""
+def brute_force_eq7_mixed_terms(img, cap, l1, l2, margin, positive="real"):
+    """Terms 3-4 of eq. 7 with loops: hardest mixed negative per anchor; positive S_ii (real) or G_ii."""
     b = len(img)
     cos = torch.nn.functional.cosine_similarity
     vg = [l1[i] * img[i] + (1 - l1[i]) * cap[i] for i in range(b)]
     tg = [l2[i] * cap[i] + (1 - l2[i]) * img[i] for i in range(b)]
     total = 0.0
     for i in range(b):
-        s_ii = cos(img[i], cap[i], dim=0).item()
+        s_ii = cos(img[i], cap[i], dim=0).item() if positive == "real" else cos(vg[i], tg[i], dim=0).item()
         total += max(0.0, margin - s_ii + max(cos(vg[i], tg[j], dim=0).item() for j in range(b) if j != i))
         total += max(0.0, margin - s_ii + max(cos(vg[j], tg[i], dim=0).item() for j in range(b) if j != i))
     return total
 
 
-def test_harder_negative_terms_match_brute_force():
+@pytest.mark.parametrize("positive", ["real", "mixed"])
+def test_harder_negative_terms_match_brute_force(positive):
     torch.manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
     cap = torch.nn.functional.normalize(img + 0.5 * torch.randn(6, 8), dim=1)
     l1, l2 = torch.rand(6), torch.rand(6)
-    expected = brute_force_eq7_mixed_terms(img, cap, l1, l2, 0.2)
-    assert harder_negative_loss(img, cap, l1, l2, 0.2, hardest=True).item() == pytest.approx(expected, abs=1e-5)
+    expected = brute_force_eq7_mixed_terms(img, cap, l1, l2, 0.2, positive)
+    got = harder_negative_loss(img, cap, l1, l2, 0.2, hardest=True, positive=positive).item()
+    assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_mixed_and_real_positives_differ_and_unknown_one_is_refused():
+    torch.manual_seed(2)
+    img = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    cap = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    l1, l2 = torch.full((6,), 0.5), torch.full((6,), 0.5)
+    real = harder_negative_loss(img, cap, l1, l2, 0.2, True, "real")
+    mixed = harder_negative_loss(img, cap, l1, l2, 0.2, True, "mixed")
+    assert real.item() != pytest.approx(mixed.item())
+    with pytest.raises(ValueError, match="positive"):
+        harder_negative_loss(img, cap, l1, l2, 0.2, True, "both")
+    with pytest.raises(ConfigError, match="mixed_positive"):
+        AFAConfig(mixed_positive="Mixed").validate()
 
 
 def test_unmixed_weights_reduce_to_the_triplet_terms_with_alpha2():
