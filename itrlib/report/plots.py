@@ -43,10 +43,10 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
 def plot_metric_bars(table: pd.DataFrame, metric: str = "rSum", title: str = "") -> plt.Figure:
     """Grouped bars of ``metric`` per protocol (x) and method (colour) from a comparison table."""
     pivot = table.pivot_table(index="protocol", columns="method", values=metric, sort=False)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(pivot), 3.4))
+    fig, ax = plt.subplots(figsize=(3.6 + 1.4 * len(pivot), 3.4))
     pivot.plot.bar(ax=ax, rot=0)
     ax.set(xlabel="protocol", ylabel=metric, title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a bar
     for container in ax.containers:
         ax.bar_label(container, fmt="%.1f", fontsize=7)
     fig.tight_layout()
