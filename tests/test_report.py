@@ -77,3 +77,23 @@ def test_write_table(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), df)
     tex = paths["tex"].read_text()
     assert "\\toprule" in tex and "52.9" in tex
+
+
+def test_write_table_keeps_float_labels_exact(tmp_path):
+    df = metrics_frame([{"merge_ratio": r, "rsum": 400.04 + i} for i, r in enumerate((0.125, 0.375))])
+    paths = write_table(df, tmp_path / "sweep")
+    for suffix in ("md", "tex"):
+        text = paths[suffix].read_text()
+        assert "0.125" in text and "0.375" in text and "400.0" in text and "401.0" in text
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), df)
+
+
+def test_metric_bars_label_every_bar_and_leave_missing_values_unlabelled():
+    from itrlib.report.plots import plot_metric_bars
+
+    table = pd.DataFrame({"variant": ["I", "I", "extra"], "source": ["ours", "paper", "ours"],
+                          "rSum": [440.5, 474.9, 157.4]})
+    fig = plot_metric_bars(table, group="variant", hue="source")
+    labels = sorted(text.get_text() for text in fig.axes[0].texts if text.get_text())
+    assert labels == ["157.4", "440.5", "474.9"]  # the paper has no "extra" row: no bar label "0.0"
+    assert fig.axes[0].get_xlabel() == "variant"

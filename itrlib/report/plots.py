@@ -1,7 +1,8 @@
-"""Figures: training curves of a run."""
+"""Figures: training curves, grouped metric bars, sweeps."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -40,15 +41,18 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def plot_metric_bars(table: pd.DataFrame, metric: str = "rSum", title: str = "") -> plt.Figure:
-    """Grouped bars of ``metric`` per protocol (x) and method (colour) from a comparison table."""
-    pivot = table.pivot_table(index="protocol", columns="method", values=metric, sort=False)
-    fig, ax = plt.subplots(figsize=(3.6 + 1.4 * len(pivot), 3.4))
+def plot_metric_bars(table: pd.DataFrame, metric: str = "rSum", title: str = "", group: str = "protocol",
+                     hue: str = "method") -> plt.Figure:
+    """Grouped bars of ``metric``: one group per ``group`` value (x), one colour per ``hue`` value."""
+    pivot = table.pivot_table(index=group, columns=hue, values=metric, sort=False)
+    pivot.index = [textwrap.fill(str(label), 16) for label in pivot.index]
+    fig, ax = plt.subplots(figsize=(3.6 + 1.4 * len(pivot), 3.6))
     pivot.plot.bar(ax=ax, rot=0)
-    ax.set(xlabel="protocol", ylabel=metric, title=title)
+    ax.set(xlabel=group, ylabel=metric, title=title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # never over a bar
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.1f", fontsize=7)
+    # pandas draws a missing value as a 0 bar: label from the pivot so it gets no "0.0"
+    for container, column in zip(ax.containers, pivot.columns, strict=True):
+        ax.bar_label(container, labels=["" if pd.isna(v) else f"{v:.1f}" for v in pivot[column]], fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -60,6 +64,7 @@ def plot_sweep(frame: pd.DataFrame, x: str, y: str = "rSum", hue: str = "protoco
     for name, group in frame.groupby(hue, sort=False):
         group = group.sort_values(x)
         ax.plot(group[x], group[y], marker="o", label=str(name))
+    ax.set_xticks(sorted(frame[x].unique()))
     ax.set(xlabel=xlabel or x, ylabel=y, title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()

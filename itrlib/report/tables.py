@@ -29,17 +29,28 @@ def metrics_frame(rows: list[dict], columns: Mapping[str, str] = STANDARD_COLUMN
     return pd.concat([frame[labels], metrics], axis=1)
 
 
+def _float_labels(df: pd.DataFrame) -> list[str]:
+    """Float columns that are not metrics (e.g. a merge ratio 0.125): one-decimal formatting must not round them."""
+    metric_labels = set(STANDARD_COLUMNS.values())
+    return [c for c in df.columns if c not in metric_labels and pd.api.types.is_float_dtype(df[c])]
+
+
 def write_table(df: pd.DataFrame, stem: Path) -> dict[str, Path]:
     """Write ``stem.md``, ``stem.csv`` and ``stem.tex`` atomically; returns ``{"md", "csv", "tex"}`` -> path.
 
-    The index is written only when it is not the default 0..n-1 range.
+    Metrics are shown with one decimal; other float columns as written (``0.125``). The index is written
+    only when it is not the default 0..n-1 range.
     """
     stem = Path(stem)
     index = not isinstance(df.index, pd.RangeIndex)
+    labels = _float_labels(df)
+    shown = df.assign(**{c: df[c].map(lambda v: f"{v:g}") for c in labels})
+    offset = 1 if index else 0  # tabulate counts the index as a column
+    as_text = [offset + list(df.columns).index(c) for c in labels]  # tabulate would re-parse "0.125" as a float
     texts = {
-        "md": df.to_markdown(index=index, floatfmt=".1f") + "\n",
+        "md": shown.to_markdown(index=index, floatfmt=".1f", disable_numparse=as_text or False) + "\n",
         "csv": df.to_csv(index=index),
-        "tex": df.to_latex(index=index, float_format="%.1f", na_rep="--"),
+        "tex": shown.to_latex(index=index, float_format="%.1f", na_rep="--"),
     }
     paths = {}
     for suffix, text in texts.items():
