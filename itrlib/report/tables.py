@@ -48,7 +48,7 @@ def write_table(df: pd.DataFrame, stem: Path) -> dict[str, Path]:
     offset = 1 if index else 0  # tabulate counts the index as a column
     as_text = [offset + list(df.columns).index(c) for c in labels]  # tabulate would re-parse "0.125" as a float
     texts = {
-        "md": shown.to_markdown(index=index, floatfmt=".1f", disable_numparse=as_text or False) + "\n",
+        "md": shown.to_markdown(index=index, floatfmt=".1f", disable_numparse=as_text) + "\n",
         "csv": df.to_csv(index=index),
         "tex": shown.to_latex(index=index, float_format="%.1f", na_rep="--"),
     }
