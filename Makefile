@@ -12,12 +12,16 @@ NOTEBOOKS := notebooks/00_baseline.ipynb notebooks/afa/01_train_eval.ipynb noteb
 PROFILE ?= embedded
 EXECUTED := outputs/notebooks
 NBVAL_DIR := outputs/nbval
+SMOKE_OUTPUTS := outputs/smoke
+REFRESH_DIR := outputs/refresh
 
-.PHONY: help venv data data-smoke test unit-tests notebook-tests notebooks reproduce-tables bench lint clean
+.PHONY: help venv data data-smoke test unit-tests notebook-tests refresh-notebook-outputs notebooks reproduce-tables \
+	bench lint clean
 
 help:
 	@echo "make reproduce-tables  set up .venv, build the embedded dataset, run every notebook, write outputs/"
 	@echo "make test              install, unit tests + notebooks validated with nbval (smoke parameters)"
+	@echo "make refresh-notebook-outputs  on purpose: re-run the notebooks (smoke), write the expected values nbval checks"
 	@echo "make notebooks         execute the notebooks headlessly with papermill (PROFILE=$(PROFILE))"
 	@echo "make data              write the embedded synthetic dataset ($(DATA), SYNTH_SIZE=$(SYNTH_SIZE))"
 	@echo "make bench             micro-benchmarks -> outputs/bench/"
@@ -61,13 +65,27 @@ test: $(STAMP) unit-tests notebook-tests
 unit-tests: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# nbval re-executes each notebook with the smoke parameters injected by papermill (--prepare-only).
+# nbval re-executes each notebook with the smoke parameters injected by papermill (--prepare-only) and
+# compares the output of the cells marked NBVAL_CHECK_OUTPUT (smoke rSum per method and protocol) with the
+# committed one. Smoke runs start from scratch here and are shared between the notebooks.
 notebook-tests: $(STAMP) data-smoke
-	@rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)
+	@rm -rf $(NBVAL_DIR) $(SMOKE_OUTPUTS) && mkdir -p $(NBVAL_DIR)
 	@for nb in $(NOTEBOOKS); do \
 	  $(PY) -m papermill --prepare-only $$nb $(NBVAL_DIR)/$$(echo $$nb | sed 's|^notebooks/||; s|/|__|g') -p profile smoke || exit 1; \
 	done
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(NBVAL_DIR)
+
+# On purpose only (a change meant to move the smoke numbers): execute every notebook with papermill under the
+# smoke profile, from scratch, and write the outputs of its checked cells back into notebooks/ (the parameters
+# cell keeps its default; no injected cell, timestamps or other outputs), then review and commit the diff.
+refresh-notebook-outputs: $(STAMP) data-smoke
+	@rm -rf $(REFRESH_DIR) $(SMOKE_OUTPUTS) && mkdir -p $(REFRESH_DIR)
+	@for nb in $(NOTEBOOKS); do \
+	  out=$(REFRESH_DIR)/$$(echo $$nb | sed 's|^notebooks/||; s|/|__|g'); \
+	  echo "papermill $$nb -> $$out (profile=smoke)"; \
+	  $(PY) -m papermill --log-output --no-progress-bar $$nb $$out -p profile smoke || exit 1; \
+	  $(PY) -m itrlib.regression refresh-outputs $$out $$nb || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(PY) -m itrlib.bench
@@ -76,4 +94,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check itrlib tests
 
 clean:
-	rm -rf $(EXECUTED) $(NBVAL_DIR) outputs/runs outputs/tables outputs/figures
+	rm -rf $(EXECUTED) $(NBVAL_DIR) $(REFRESH_DIR) $(SMOKE_OUTPUTS) outputs/runs outputs/tables outputs/figures

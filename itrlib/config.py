@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,8 +38,16 @@ class DataConfig:
     caption_augment: bool = True
     """VSE-infinity train-time word masking / replacement / deletion (BERT path)."""
     check_features: str = "sample"
-    """NaN/inf scan when a split is opened: ``full``, ``sample`` or ``none`` (items are always checked)."""
+    """NaN/inf scan when a split is opened: ``full``, ``sample`` or ``none`` (items are always checked).
+    Unless ``none``, training also scans every train and dev feature once per file version (cached)."""
     num_workers: int = 0
+
+    def validate(self) -> None:
+        _at_least("data.val_max_images", self.val_max_images, 1, optional=True)
+        if not 0 < self.region_keep_prob <= 1:
+            raise ConfigError(f"data.region_keep_prob must be in (0, 1], got {self.region_keep_prob!r}")
+        _one_of("data.check_features", self.check_features, CHECK_FEATURES)
+        _at_least("data.num_workers", self.num_workers, 0)
 
 
 @dataclass
@@ -51,6 +60,10 @@ class TextConfig:
     """``minilm`` (the packaged all-MiniLM-L6-v2), a local folder, or a hub name present in the local cache."""
     vocab_min_count: int = 1
     """BiGRU vocabulary: minimum count of a word in the training captions."""
+
+    def validate(self) -> None:
+        _one_of("text.encoder", self.encoder, TEXT_ENCODERS)
+        _at_least("text.vocab_min_count", self.vocab_min_count, 1)
 
 
 @dataclass
@@ -80,6 +93,44 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     """Cap the optimiser steps per epoch (smoke runs); ``None`` uses every batch."""
 
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
+            _at_least(f"train.{name}", getattr(self, name), 1)
+        for name in ("lr", "lr_decay_factor"):
+            _above("train." + name, getattr(self, name), 0)
+        for name in ("weight_decay", "grad_clip", "checkpoint_every"):
+            _at_least(f"train.{name}", getattr(self, name), 0)
+        _at_least("train.max_steps_per_epoch", self.max_steps_per_epoch, 1, optional=True)
+        for i, epoch in enumerate(self.lr_decay_epochs):
+            _at_least(f"train.lr_decay_epochs[{i}]", epoch, 0)
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"train.device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), "
+                              f"got {self.device!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation (per-epoch validation and ``eval``): scoring budget, tie rule, saved score matrices."""
+
+    max_pairs_per_block: int | None = None
+    """Image-caption pairs scored per block (a memory budget); ``None``: the model's ``score_block_pairs``
+    (global models 2^25 = a 128 MiB float32 block; pairwise models less)."""
+    ties: str = "pessimistic"
+    """``pessimistic``: a ground truth tied with another item ranks after it; ``stable``: the official code
+    under a stable sort (among equal scores the higher index ranks first). Eval JSONs count tied queries."""
+    save_scores: str = "none"
+    """Save each evaluated split's score matrix as ``scores-<split>.npy`` in the run folder: ``none``,
+    ``float32`` or ``float16`` (half the disk, e.g. 250 MB for COCO 5K; ranks of a float16 copy can tie)."""
+
+    def validate(self) -> None:
+        if self.max_pairs_per_block is not None and self.max_pairs_per_block < 1:
+            raise ConfigError(f"eval.max_pairs_per_block must be >= 1 or null, got {self.max_pairs_per_block}")
+        if self.ties not in TIE_RULES:
+            raise ConfigError(f"eval.ties must be one of {', '.join(TIE_RULES)}, got {self.ties!r}")
+        if self.save_scores not in SCORE_DTYPES:
+            raise ConfigError(f"eval.save_scores must be one of {', '.join(SCORE_DTYPES)}, got {self.save_scores!r}")
+
+
 
 @dataclass
 class RunConfig:
@@ -91,13 +142,21 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
-SECTIONS = {"data": DataConfig, "text": TextConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "text": TextConfig, "train": TrainConfig, "eval": EvalConfig}
+CHECK_FEATURES = ("full", "sample", "none")
+TEXT_ENCODERS = ("bert", "bigru")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+TIE_RULES = ("pessimistic", "stable")
+"""``pessimistic``: a ground truth tied with another item ranks after it (default, never flatters a model);
+``stable``: the official code under a stable sort (among equal scores the higher index ranks first)."""
+SCORE_DTYPES = ("none", "float32", "float16")
 
 
 def preset_path(name: str) -> Path:
@@ -160,6 +219,16 @@ def dump_yaml(config: RunConfig) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
+def config_differences(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (old value, new value) for every field that differs (a missing field counts as None)."""
+    flat_old: dict[str, Any] = {}
+    flat_new: dict[str, Any] = {}
+    _flatten(to_dict(old), "", flat_old)
+    _flatten(to_dict(new), "", flat_new)
+    return {key: (flat_old.get(key), flat_new.get(key)) for key in sorted(flat_old.keys() | flat_new.keys())
+            if flat_old.get(key) != flat_new.get(key)}
+
+
 # ----------------------------------------------------------------------------------------------------
 def _read_yaml(path: Path) -> dict:
     try:
@@ -172,11 +241,18 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _resolve_base(raw: dict) -> dict:
-    """``base: <preset>`` merges this dict over another preset (recursively)."""
+    """``base: <preset>`` merges this dict over another preset (recursively).
+
+    The ``model`` section is inherited only from a base of the same ``model.name``: a preset of another
+    model starts from that model's own defaults, never from the fields of the base's model.
+    """
     base = raw.pop("base", None)
     if base is None:
         return raw
     merged = _resolve_base(_read_yaml(preset_path(base)))
+    model, base_model = raw.get("model") or {}, merged.get("model") or {}
+    if "name" in model and model["name"] != base_model.get("name"):
+        merged.pop("model", None)
     _deep_update(merged, raw)
     return merged
 
@@ -245,6 +321,24 @@ def _build(cls: type, values: dict, where: str):
     if callable(validate):
         validate()
     return obj
+
+
+def _at_least(where: str, value: float | None, low: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or not value >= low:
+        bound = f">= {low} or null" if optional else f">= {low}"
+        raise ConfigError(f"{where} must be {bound}, got {value!r}")
+
+
+def _above(where: str, value: float, low: int) -> None:
+    if not value > low:  # also rejects NaN
+        raise ConfigError(f"{where} must be > {low}, got {value!r}")
+
+
+def _one_of(where: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _unknown(key: str, valid: list[str], where: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itrlib import profiles
 from itrlib.engine.trainer import train
-from itrlib.runs import evaluate_run
+from itrlib.runs import evaluate_run_protocols
 
 
 def train_and_evaluate(method: str, profile: str, *, name: str, data_root: str | None = None,
@@ -15,8 +15,7 @@ def train_and_evaluate(method: str, profile: str, *, name: str, data_root: str |
     profiles.ensure_data(config, profile, progress=progress)
     profiles.prepare_run_dir(config, profile)
     train(config, progress=progress)
-    return {protocol: evaluate_run(config.run_dir, protocol, progress=progress)
-            for protocol in profiles.get_profile(profile).protocols}
+    return evaluate_run_protocols(config.run_dir, profiles.get_profile(profile).protocols, progress=progress)
 
 
 def train_variants(method: str, profile: str, variants: dict[str, list[str]], *, data_root: str | None = None,

@@ -15,6 +15,8 @@ from typing import Any, BinaryIO
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+TEMP_SUFFIX = ".tmp"
+"""Temporary files of :func:`atomic_open` are named ``.{target name}.{random}.tmp`` beside the target."""
 
 
 @contextmanager
@@ -22,7 +24,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a binary handle whose content replaces ``path`` only when the block exits without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -33,6 +35,16 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temp_files(folder: str | os.PathLike) -> dict[Path, str]:
+    """Temporary files of :func:`atomic_open` in ``folder`` -> the name of the file each was to replace."""
+    found = {}
+    for path in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        target = path.name[1: -len(TEMP_SUFFIX)].rpartition(".")[0]
+        if target and path.is_file():
+            found[path] = target
+    return found
 
 
 def default_permissions(path: str | os.PathLike) -> None:

@@ -1,17 +1,21 @@
 """Profiles: which data, presets, protocols and output folder a notebook or `make` target uses.
 
-``smoke`` (tests, seconds), ``embedded`` (the synthetic dataset, minutes on a CPU), ``f30k`` and ``coco``
-(real precomp features, the papers' settings). A preset is ``<method>_<profile>`` in ``itrlib/configs``.
+``smoke`` (tests and the notebooks' regression check, ~25 s a run), ``embedded`` (the synthetic dataset,
+minutes on a CPU), ``f30k`` and ``coco`` (real precomp features, the papers' settings). A preset is
+``<method>_<profile>`` in ``itrlib/configs``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from itrlib.config import RunConfig, load_config
 from itrlib.errors import ConfigError
+from itrlib.evaluation.protocols import PROTOCOLS
+from itrlib.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,8 @@ class Profile:
     synth_size: str | None = None
     """Size of the embedded dataset this profile builds when missing (``None``: real data, never built)."""
     fresh_runs: bool = False
-    """Delete an existing run folder before training (smoke runs must not resume an old code version)."""
+    """Reuse a run folder only if the current itrlib code trained it (smoke runs are shared between the
+    notebooks, but must never resume or reuse a run of an older code version)."""
 
     @property
     def runs_dir(self) -> Path:
@@ -39,7 +44,9 @@ class Profile:
         return Path(self.output_root) / "figures"
 
 
-ALL_PROTOCOLS = ("f30k1k", "coco1k", "coco5k")
+CODE_STAMP = "itrlib_code.sha256"
+"""File in a run folder of a ``fresh_runs`` profile: :func:`code_fingerprint` of the code that trained it."""
+ALL_PROTOCOLS = tuple(PROTOCOLS)
 PROFILES = {
     # smoke skips coco5k: same code path as f30k1k (one block), and make test must stay fast
     "smoke": Profile("smoke", ("f30k1k", "coco1k"), "outputs/smoke", synth_size="smoke", fresh_runs=True),
@@ -78,8 +85,25 @@ def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
     return root
 
 
+def code_fingerprint() -> str:
+    """SHA-256 of itrlib's Python sources and presets: the code version a run was trained with."""
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".yaml")):
+        digest.update(f"{path.relative_to(package).as_posix()}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def prepare_run_dir(config: RunConfig, profile: str) -> Path:
-    """The run folder; emptied first when the profile asks for fresh runs."""
-    if get_profile(profile).fresh_runs and config.run_dir.exists():
-        shutil.rmtree(config.run_dir)
-    return config.run_dir
+    """The run folder. Under a ``fresh_runs`` profile it is emptied first unless it holds the
+    :data:`CODE_STAMP` of the current code, which it then gets."""
+    run_dir = config.run_dir
+    if not get_profile(profile).fresh_runs:
+        return run_dir
+    stamp, fingerprint = run_dir / CODE_STAMP, code_fingerprint()
+    if run_dir.exists() and not (stamp.is_file() and stamp.read_text(encoding="utf-8") == fingerprint):
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, fingerprint)
+    return run_dir

@@ -2,42 +2,128 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from itrlib.data.precomp import open_split
-from itrlib.engine.components import load_run
+from itrlib.data.precomp import PrecompSplit, open_split
+from itrlib.engine.checkpoint import BEST, LAST
+from itrlib.engine.components import LoadedRun, load_run
 from itrlib.engine.trainer import METRICS_FILE
+from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.evaluate import evaluate_split
-from itrlib.evaluation.protocols import get_protocol
+from itrlib.evaluation.protocols import Protocol, get_protocol
 from itrlib.io import atomic_write_json, read_jsonl
+from itrlib.scores import file_stamp, load_scores, write_scores
+
+CHECKPOINTS = {"best": BEST, "last": LAST}
 
 
 def eval_path(run_dir: str | Path, protocol: str) -> Path:
     return Path(run_dir) / f"eval-{protocol}.json"
 
 
-def evaluate_run(run_dir: str | Path, protocol: str, *, data_root: str | None = None, split: str | None = None,
-                 checkpoint: str = "best", device: str = "auto", batch_size: int | None = None,
-                 progress: bool = True) -> dict:
-    """Evaluate a run's checkpoint under ``protocol`` and write ``eval-<protocol>.json`` atomically.
+def evaluate_run(run_dir: str | Path, protocol: str, **options) -> dict:
+    """Evaluate a run under one protocol (see :func:`evaluate_run_protocols` for the options)."""
+    return evaluate_run_protocols(run_dir, [protocol], **options)[protocol]
 
-    ``data_root`` defaults to the run's ``data.root``; ``split`` to the protocol's split (``test`` for
-    f30k1k, ``testall`` for the COCO protocols).
+
+def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
+                           split: str | None = None, checkpoint: str = "best", device: str = "auto",
+                           batch_size: int | None = None, ties: str | None = None,
+                           save_scores: str | None = None, max_pairs_per_block: int | None = None,
+                           progress: bool = True) -> dict[str, dict]:
+    """Evaluate a run's checkpoint under ``protocols``; write each ``eval-<protocol>.json`` atomically.
+
+    Protocols on the same split are encoded and scored once (COCO 1K folds are blocks of the 5K matrix).
+    ``data_root`` defaults to the run's ``data.root``; ``split`` to each protocol's split (``test`` for
+    f30k1k, ``testall`` for the COCO protocols). ``ties``, ``save_scores`` and ``max_pairs_per_block``
+    default to the run's ``eval`` section. A composite run folder is evaluated from its members' scores.
     """
+    from itrlib.composite import evaluate_composite, is_composite
+
+    if is_composite(run_dir):
+        return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties,
+                                  progress=progress)
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    spec = get_protocol(protocol)
+    ev = run.config.eval
+    ties, save_scores = ties or ev.ties, save_scores or ev.save_scores
     root = data_root or run.config.data.root
-    data = open_split(root, split or spec.split, check_features=run.config.data.check_features)
-    result = evaluate_split(run.model, data, run.tokenizer, spec,
-                            batch_size=batch_size or run.config.train.eval_batch_size, device=run.device,
-                            amp=run.config.train.amp and run.device.type == "cuda", progress=progress)
-    result.update({"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
-                   "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name})
-    atomic_write_json(eval_path(run_dir, protocol), result)
-    return result
+    specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
+    if split:
+        specs = [dataclasses.replace(spec, split=split) for spec in specs]
+    results: dict[str, dict] = {}
+    for split_name in dict.fromkeys(spec.split for spec in specs):
+        data = _open_checked(run, root, split_name)
+        evaluation = evaluate_split(
+            run.model, data, run.tokenizer, [s for s in specs if s.split == split_name],
+            batch_size=batch_size or run.config.train.eval_batch_size, device=run.device,
+            amp=run.config.train.amp and run.device.type == "cuda",
+            max_pairs_per_block=max_pairs_per_block or ev.max_pairs_per_block, ties=ties,
+            keep_scores=save_scores != "none", progress=progress)
+        source = {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
+                  "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name}
+        if evaluation.scores is not None:
+            stamp = file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])
+            path = write_scores(run_dir, split_name, evaluation.scores, save_scores,
+                               {**source, "checkpoint_stamp": stamp, "caps_per_image": data.caps_per_image})
+            source["scores_file"] = path.name
+        for name, result in evaluation.results.items():
+            result.update(source)
+            atomic_write_json(eval_path(run_dir, name), result)
+            results[name] = result
+    return {p: results[p] for p in protocols}
+
+
+def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None = None, checkpoint: str = "best",
+                     device: str = "auto", progress: bool = True):
+    """(float32 scores (N_img, N_cap), description) of a run on ``split``: the saved ``scores-<split>.npy``
+    when it matches the checkpoint and data, else computed now and saved (float32).
+
+    ``split`` ``dev`` means the run's validation split exactly as training used it (first
+    ``data.val_max_images`` images).
+    """
+    run_dir = Path(run_dir)
+    stamp = file_stamp(run_dir / CHECKPOINTS[checkpoint])
+    try:
+        scores, meta = load_scores(run_dir, split)
+        fresh = (meta.get("checkpoint_stamp") == stamp and meta.get("checkpoint") == checkpoint
+                 and (data_root is None or Path(meta["data_root"]).resolve() == Path(data_root).resolve())
+                 and meta.get("dtype") == "float32")
+        if fresh:
+            return scores, meta
+    except DataError:
+        pass
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    root = data_root or run.config.data.root
+    data = _open_checked(run, root, split)
+    dev = Protocol(name=split, split=split, folds=1, description="scores of a split")
+    evaluation = evaluate_split(run.model, data, run.tokenizer, [dev],
+                                batch_size=run.config.train.eval_batch_size, device=run.device,
+                                amp=run.config.train.amp and run.device.type == "cuda",
+                                max_pairs_per_block=run.config.eval.max_pairs_per_block, keep_scores=True,
+                                progress=progress)
+    meta = {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
+            "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name,
+            "checkpoint_stamp": stamp, "caps_per_image": data.caps_per_image}
+    write_scores(run_dir, split, evaluation.scores, "float32", meta)
+    return load_scores(run_dir, split)
+
+
+def _open_checked(run: LoadedRun, root: str | Path, split: str) -> PrecompSplit:
+    """Open ``split`` of ``root`` as the run's data (dev cut like training) and check its feature size."""
+    config = run.config
+    max_images = config.data.val_max_images if split == config.data.val_split else None
+    data = open_split(root, split, max_images=max_images, check_features=config.data.check_features)
+    trained = int(run.checkpoint["feature_dim"])
+    if data.feature_dim != trained:
+        raise ItrlibError(f"{data.images_path} has {data.feature_dim}-d region features, but the run was trained "
+                          f"on {trained}-d features (data.root={config.data.root}): evaluate it on data with the "
+                          "same features, or pass the right --data-root")
+    return data
 
 
 def load_eval(run_dir: str | Path, protocol: str) -> dict:

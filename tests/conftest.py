@@ -26,3 +26,11 @@ def _fast_config(data_root: Path, out: Path, name: str = "run", *extra: str) -> 
 @pytest.fixture(scope="session")
 def fast_config():
     return _fast_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _feature_scan_cache(tmp_path_factory):
+    """No test writes the feature scan cache (itrlib.data.scan_cache) into the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ITRLIB_CACHE_DIR", str(tmp_path_factory.mktemp("itrlib-cache")))
+        yield

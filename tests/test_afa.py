@@ -85,7 +85,7 @@ def _batch(tokenizer, b=4):
         captions[i, : len(x)] = torch.tensor(x)
     batch = type("Batch", (), {})()
     batch.images, batch.image_lengths = torch.rand(b, 36, 12), torch.tensor([36, 30, 20, 36])[:b]
-    batch.captions, batch.caption_lengths = captions, lengths
+    batch.captions, batch.caption_lengths, batch.extras = captions, lengths, {}
     return batch
 
 

@@ -9,13 +9,18 @@ from itrlib.cli import main
 
 def test_train_then_eval_every_protocol(smoke_data, tmp_path, capsys):
     args = ["train", "--config", "baseline_smoke", "--no-progress", f"data.root={smoke_data}",
-            f"output_dir={tmp_path}", "name=cli", "model.embed_size=32", "train.batch_size=16"]
+            f"output_dir={tmp_path}", "name=cli", "model.embed_size=32", "train.batch_size=16",
+            "train.max_steps_per_epoch=3"]
     assert main(args) == 0
     run = tmp_path / "cli"
     for name in ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "train_summary.json"):
         assert (run / name).is_file(), name
+    assert main(["eval", "--run", str(run), "--protocol", "f30k1k", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--protocol", "coco1k", "coco5k", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"coco1k", "coco5k"} and set(printed["coco5k"]["tied_queries"]) == {"i2t", "t2i"}
     for protocol in ("f30k1k", "coco1k", "coco5k"):
-        assert main(["eval", "--run", str(run), "--protocol", protocol, "--no-progress"]) == 0
         result = json.loads((run / f"eval-{protocol}.json").read_text())
         metrics = result["metrics"]
         assert set(metrics) >= {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"}

@@ -51,3 +51,79 @@ def test_model_name_required_and_known():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="no config file"):
         load_config("no_such_preset")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=-4", r"train\.batch_size must be >= 1, got -4"),
+    ("train.batch_size=0", r"train\.batch_size must be >= 1, got 0"),
+    ("train.epochs=0", r"train\.epochs must be >= 1, got 0"),
+    ("train.lr=0", r"train\.lr must be > 0, got 0\.0"),
+    ("train.lr=.nan", r"train\.lr must be > 0, got nan"),
+    ("train.weight_decay=-1e-4", r"train\.weight_decay must be >= 0"),
+    ("train.lr_decay_factor=0", r"train\.lr_decay_factor must be > 0"),
+    ("train.grad_clip=-1", r"train\.grad_clip must be >= 0"),
+    ("train.log_every=0", r"train\.log_every must be >= 1, got 0"),
+    ("train.checkpoint_every=-1", r"train\.checkpoint_every must be >= 0"),
+    ("train.eval_batch_size=0", r"train\.eval_batch_size must be >= 1"),
+    ("train.max_steps_per_epoch=0", r"train\.max_steps_per_epoch must be >= 1 or null, got 0"),
+    ("train.lr_decay_epochs=[3, -1]", r"train\.lr_decay_epochs\[1\] must be >= 0, got -1"),
+    ("train.device=gpu", r"train\.device must be one of auto, cpu, cuda, cuda:N .*got 'gpu'"),
+    ("train.device=cuda:x", r"train\.device must be one of"),
+    ("data.region_keep_prob=0", r"data\.region_keep_prob must be in \(0, 1\], got 0\.0"),
+    ("data.region_keep_prob=1.5", r"data\.region_keep_prob must be in \(0, 1\], got 1\.5"),
+    ("data.check_features=all", r"data\.check_features must be one of full, sample, none, got 'all'"),
+    ("data.num_workers=-1", r"data\.num_workers must be >= 0"),
+    ("data.val_max_images=0", r"data\.val_max_images must be >= 1 or null"),
+    ("text.encoder=lstm", r"text\.encoder must be one of bert, bigru, got 'lstm'"),
+    ("text.vocab_min_count=0", r"text\.vocab_min_count must be >= 1"),
+])
+def test_out_of_range_values_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("baseline_smoke", [override])
+
+
+@pytest.mark.parametrize("override", ["train.device=cuda:1", "train.device=cpu", "data.region_keep_prob=1",
+                                      "train.checkpoint_every=0", "train.grad_clip=0", "train.lr_decay_epochs=[]",
+                                      "train.max_steps_per_epoch=null", "data.val_max_images=null"])
+def test_boundary_values_are_accepted(override):
+    load_config("baseline_smoke", [override])
+
+
+def test_bad_value_on_the_command_line_writes_nothing(tmp_path, capsys):
+    from itrlib.cli import main
+
+    assert main(["train", "--config", "baseline_smoke", f"output_dir={tmp_path}", "train.batch_size=0"]) == 2
+    assert "train.batch_size must be >= 1, got 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def _write_preset(folder, name, text):
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_preset_of_another_model_does_not_inherit_the_base_model_fields(tmp_path):
+    from itrlib.models.afa import AFAConfig
+
+    base = _write_preset(tmp_path, "vse_base", "model:\n  name: vse\n  embed_size: 48\n  gpo_hidden: 8\n")
+    child = _write_preset(tmp_path, "afa_child", f"base: {base}\nmodel:\n  name: afa\n")
+    assert to_dict(load_config(child))["model"] == to_dict(load_config({"model": {"name": "afa"}}))["model"]
+    assert load_config(child).model.embed_size == AFAConfig().embed_size != 48
+    same = _write_preset(tmp_path, "vse_child", f"base: {base}\nmodel:\n  name: vse\n  margin: 0.1\n")
+    assert (load_config(same).model.embed_size, load_config(same).model.gpo_hidden) == (48, 8)
+    unnamed = _write_preset(tmp_path, "vse_unnamed", f"base: {base}\nmodel:\n  margin: 0.1\n")
+    assert load_config(unnamed).model.embed_size == 48
+
+
+def test_field_of_the_base_model_is_unknown_to_another_model(tmp_path):
+    base = _write_preset(tmp_path, "vse_base", "model:\n  name: vse\n")
+    child = _write_preset(tmp_path, "afa_child", f"base: {base}\nmodel:\n  name: afa\n  gpo_hidden: 8\n")
+    with pytest.raises(ConfigError, match="unknown config key 'gpo_hidden' in model"):
+        load_config(child)
+
+
+def test_afa_presets_state_their_embedding_size():
+    assert load_config("afa_smoke").model.embed_size == load_config("baseline_smoke").model.embed_size == 64
+    for profile in ("embedded", "f30k", "coco"):
+        assert load_config(f"afa_{profile}").model.embed_size == 1024

@@ -192,14 +192,6 @@ def test_pickling_reopens_the_memory_map(data):
     assert np.array_equal(pickle.loads(pickle.dumps(plain)).images, plain.images)
 
 
-def test_side_file(data):
-    split = open_split(data, "test")
-    np.save(data / "test_global.npy", np.zeros((N_IMG, 4), np.float32))
-    assert split.side_file("global.npy") == data / "test_global.npy"
-    with pytest.raises(DataError, match=r"test_label.txt is missing"):
-        split.side_file("label.txt")
-
-
 def test_synthetic_dataset_passes_full_check(smoke_data):
     for split in ("train", "dev", "test", "testall"):
         data = open_split(smoke_data, split, check_features="full")

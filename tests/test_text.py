@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from itrlib.data.text import BertWordPieceTokenizer, Vocabulary, resolve_bert_path
 from itrlib.errors import DataError, WeightsNotFoundError
@@ -171,3 +172,19 @@ def test_vocabulary_load_errors_name_the_file(tmp_path):
     path.write_text('{"format": "itrlib-vocabulary-1", "words": ["a", "b"]}')
     with pytest.raises(DataError, match=r"vocab.json: a vocabulary must start with"):
         Vocabulary.load(path)
+
+
+def test_a_float16_checkpoint_trains_with_float32_weights(tmp_path):
+    """A BERT folder saved in float16 is loaded with float32 master weights (autocast does the bf16 part)."""
+    from transformers import AutoModel
+
+    from itrlib.nn.text_encoders import BertTokenFeatures
+
+    source = resolve_bert_path("minilm")
+    AutoModel.from_pretrained(str(source), local_files_only=True).half().save_pretrained(tmp_path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).is_file():
+            (tmp_path / name).write_bytes((source / name).read_bytes())
+    assert AutoModel.from_pretrained(str(tmp_path), local_files_only=True).dtype == torch.float16
+    encoder = BertTokenFeatures(tmp_path, embed_size=8)
+    assert {p.dtype for p in encoder.parameters()} == {torch.float32}

@@ -65,10 +65,26 @@ def test_warm_up_uses_the_sum_loss_then_hardest_negatives(model, monkeypatch):
     batch = type("B", (), {})()
     batch.images, batch.image_lengths = torch.rand(4, 36, 20), torch.full((4,), 36)
     batch.captions, batch.caption_lengths = _captions(model[1], ["a", "b c", "d e f", "g"])
+    batch.extras = {}
     for epoch in (0, 1, 5):
         vse.on_epoch_start(epoch)
         assert set(vse.losses(batch)) == {"triplet"}
     assert calls == [False, True, True]
+
+
+@pytest.mark.parametrize("name", ["vse", "afa"])
+def test_max_violation_false_keeps_the_sum_over_negatives(name):
+    from itrlib.models.registry import build_model, model_config_class
+
+    config = model_config_class(name)(embed_size=16, max_violation=False, mean_warmup_epochs=1)
+    built = build_model(config, feature_dim=8, text=TextConfig(),
+                        tokenizer=BertWordPieceTokenizer(resolve_bert_path("minilm")))
+    for epoch in (0, 1, 5):
+        built.on_epoch_start(epoch)
+        assert built.hardest is False
+    config.max_violation = True
+    built.on_epoch_start(1)
+    assert built.hardest is True
 
 
 def test_residual_projection_is_fc_plus_mlp_with_xavier_fc():

@@ -11,7 +11,8 @@ import torch
 
 
 class PairItem(NamedTuple):
-    """One training/eval pair: image (k, D) float32 regions, caption token ids, indices, per-image extras."""
+    """One training/eval pair: image (k, D) float32 regions, caption token ids, indices, side-input rows
+    (of the pair's image and of its caption, by side-input name)."""
 
     image: np.ndarray
     tokens: list[int]
@@ -29,6 +30,7 @@ class ImageItem(NamedTuple):
 class CaptionItem(NamedTuple):
     tokens: list[int]
     caption_index: int
+    extras: dict[str, np.ndarray]
 
 
 def _apply(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -63,7 +65,7 @@ class Batch(_Movable):
     caption_lengths: torch.Tensor  # (B,) int64, special tokens included
     image_index: torch.Tensor  # (B,) int64 image index within the split
     caption_index: torch.Tensor  # (B,) int64 caption index within the split
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, ...) per-image side data
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, ...) side-input rows
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -89,6 +91,7 @@ class CaptionBatch(_Movable):
     captions: torch.Tensor  # (B, L) int64, padded with pad_id
     caption_lengths: torch.Tensor  # (B,) int64, special tokens included
     caption_index: torch.Tensor  # (B,) int64
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, ...) per-caption side data
 
     def __len__(self) -> int:
         return int(self.captions.shape[0])
@@ -144,4 +147,5 @@ def collate_images(items: Sequence[ImageItem]) -> ImageBatch:
 def collate_captions(items: Sequence[CaptionItem], pad_id: int) -> CaptionBatch:
     captions, caption_lengths = pad_sequences([it.tokens for it in items], pad_id)
     return CaptionBatch(captions=captions, caption_lengths=caption_lengths,
-                        caption_index=_indices([it.caption_index for it in items]))
+                        caption_index=_indices([it.caption_index for it in items]),
+                        extras=_stack_extras([it.extras for it in items]))

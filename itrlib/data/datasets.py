@@ -25,25 +25,33 @@ from itrlib.data.text import Tokenizer
 from itrlib.errors import ConfigError, DataError
 
 
-def _check_extras(split: PrecompSplit, extras: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+def _check_extras(split: PrecompSplit, extras: dict[str, np.ndarray] | None, per: str = "image"
+                  ) -> dict[str, np.ndarray]:
     extras = dict(extras or {})
+    rows = split.n_images if per == "image" else split.n_captions
     for name, array in extras.items():
-        if array.ndim < 1 or array.shape[0] != split.n_images:
+        if array.ndim < 1 or array.shape[0] != rows:
             raise DataError(f"side array {name!r} of split {split.split!r} in {split.root}: shape "
-                            f"{array.shape}, expected one row per image ({split.n_images})")
+                            f"{array.shape}, expected one row per {per} ({rows})")
     return extras
 
 
-def _image_extras(split: PrecompSplit, extras: dict[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
+def _extras_rows(split: PrecompSplit, extras: dict[str, np.ndarray], index: int, per: str = "image"
+                 ) -> dict[str, np.ndarray]:
     """Row ``index`` of every side array, checked to be finite when it is floating point."""
     rows = {}
     for name, array in extras.items():
         row = np.array(array[index])
         if np.issubdtype(row.dtype, np.floating) and not np.isfinite(row).all():
-            raise DataError(f"side array {name!r} of split {split.split!r} in {split.root}: image {index} "
+            raise DataError(f"side array {name!r} of split {split.split!r} in {split.root}: {per} {index} "
                             "has non-finite values (NaN or inf)")
         rows[name] = row
     return rows
+
+
+def _pair_extras(dataset: PairDataset, image_index: int, caption_index: int) -> dict[str, np.ndarray]:
+    return {**_extras_rows(dataset.split, dataset.extras, image_index),
+            **_extras_rows(dataset.split, dataset.caption_extras, caption_index, "caption")}
 
 
 def _load_image(split: PrecompSplit, index: int) -> np.ndarray:
@@ -62,12 +70,14 @@ class PairDataset(Dataset):
     their original order at the front (we keep all regions if none survives, where VSE∞ would yield an
     empty image), and the caption is augmented by ``tokenizer.encode(caption, rng)`` when
     ``caption_augment``. train=False: all regions, no augmentation. ``extras`` are per-image arrays
-    (N_img, ...) delivered in ``Batch.extras``.
+    (N_img, ...), ``caption_extras`` per-caption arrays (N_cap, ...); both are delivered in ``Batch.extras``
+    (one row per pair).
     """
 
     def __init__(self, split: PrecompSplit, tokenizer: Tokenizer, *, train: bool,
                  region_keep_prob: float = 0.8, caption_augment: bool = True, seed: int = 0,
-                 extras: dict[str, np.ndarray] | None = None):
+                 extras: dict[str, np.ndarray] | None = None,
+                 caption_extras: dict[str, np.ndarray] | None = None):
         if not 0.0 < region_keep_prob <= 1.0:
             raise ConfigError(f"region_keep_prob={region_keep_prob!r}: expected a probability in (0, 1]")
         self.split = split
@@ -78,6 +88,7 @@ class PairDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.extras = _check_extras(split, extras)
+        self.caption_extras = _check_extras(split, caption_extras, "caption")
         self.collate_fn = partial(collate_pairs, pad_id=tokenizer.pad_id)
 
     def set_epoch(self, epoch: int) -> None:
@@ -95,7 +106,7 @@ class PairDataset(Dataset):
         caption = self.split.captions[index]
         if not self.train:
             return PairItem(image, self.tokenizer.encode(caption), image_index, index,
-                            _image_extras(self.split, self.extras, image_index))
+                            _pair_extras(self, image_index, index))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         draws = rng.random(image.shape[0])  # drawn even at keep prob 1 so the caption draws do not shift
         if self.region_keep_prob < 1.0:
@@ -103,8 +114,7 @@ class PairDataset(Dataset):
             if keep.any():
                 image = image[keep]
         tokens = self.tokenizer.encode(caption, rng if self.caption_augment else None)
-        extras = _image_extras(self.split, self.extras, image_index)
-        return PairItem(image, tokens, image_index, index, extras)
+        return PairItem(image, tokens, image_index, index, _pair_extras(self, image_index, index))
 
 
 class ImageDataset(Dataset):
@@ -121,15 +131,16 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> ImageItem:
         if not 0 <= index < len(self):
             raise IndexError(f"image index {index} out of range for {len(self)} images")
-        return ImageItem(_load_image(self.split, index), index, _image_extras(self.split, self.extras, index))
+        return ImageItem(_load_image(self.split, index), index, _extras_rows(self.split, self.extras, index))
 
 
 class CaptionDataset(Dataset):
-    """One item per caption (evaluation, no augmentation)."""
+    """One item per caption (evaluation, no augmentation), plus optional per-caption ``extras``."""
 
-    def __init__(self, split: PrecompSplit, tokenizer: Tokenizer):
+    def __init__(self, split: PrecompSplit, tokenizer: Tokenizer, extras: dict[str, np.ndarray] | None = None):
         self.split = split
         self.tokenizer = tokenizer
+        self.extras = _check_extras(split, extras, "caption")
         self.collate_fn = partial(collate_captions, pad_id=tokenizer.pad_id)
 
     def __len__(self) -> int:
@@ -138,4 +149,5 @@ class CaptionDataset(Dataset):
     def __getitem__(self, index: int) -> CaptionItem:
         if not 0 <= index < len(self):
             raise IndexError(f"caption index {index} out of range for {len(self)} captions")
-        return CaptionItem(self.tokenizer.encode(self.split.captions[index]), index)
+        return CaptionItem(self.tokenizer.encode(self.split.captions[index]), index,
+                           _extras_rows(self.split, self.extras, index, "caption"))

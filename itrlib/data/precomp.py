@@ -40,6 +40,8 @@ class PrecompSplit:
     captions: list[str]
     image_ids: np.ndarray
     caps_per_image: int = 5
+    source_images: int | None = None
+    """Images in the files when the split was cut to its first ``max_images`` (``None``: not cut)."""
 
     @property
     def n_images(self) -> int:
@@ -67,16 +69,9 @@ class PrecompSplit:
         """Pickle a memory map as its file path, not its data (DataLoader workers under spawn/forkserver)."""
         if isinstance(self.images, np.memmap) and self.images.filename is not None:
             return (_reopen, (Path(self.images.filename), self.n_images, self.root, self.split, self.captions,
-                              self.image_ids, self.caps_per_image))
+                              self.image_ids, self.caps_per_image, self.source_images))
         return (PrecompSplit, (self.root, self.split, self.images, self.captions, self.image_ids,
-                               self.caps_per_image))
-
-    def side_file(self, name: str) -> Path:
-        """Path of the optional extra file ``{split}_{name}`` (e.g. ``"global.npy"``); DataError if absent."""
-        path = self.root / f"{self.split}_{name}"
-        if not path.is_file():
-            raise DataError(f"{path} is missing (side file {name!r} of split {self.split!r} in {self.root})")
-        return path
+                               self.caps_per_image, self.source_images))
 
 
 def find_precomp_dir(path: str | Path) -> Path:
@@ -130,8 +125,9 @@ def open_split(root: str | Path, split: str, *, max_images: int | None = None, c
             "SCAN/VSE∞ 'im_div' fallback (one caption per image when the counts are equal) is not supported.")
     image_ids = _read_ids(paths["ids.txt"], n_images, caps_per_image)
 
+    source_images = None
     if max_images is not None and max_images < n_images:
-        n_images = max_images
+        source_images, n_images = n_images, max_images
         images = images[:n_images]
         captions = captions[: n_images * caps_per_image]
         image_ids = image_ids[:n_images]
@@ -143,7 +139,7 @@ def open_split(root: str | Path, split: str, *, max_images: int | None = None, c
         sample = np.linspace(0, n_images - 1, SAMPLE_CHECK_IMAGES + 2).round().astype(np.int64)
         check_finite(images, np.unique(sample), paths["ims.npy"])
     return PrecompSplit(root=folder, split=split, images=images, captions=captions, image_ids=image_ids,
-                        caps_per_image=caps_per_image)
+                        caps_per_image=caps_per_image, source_images=source_images)
 
 
 def check_finite(images: np.ndarray, index_or_slice: int | slice | np.ndarray, path: str | Path) -> None:
@@ -162,10 +158,10 @@ def check_finite(images: np.ndarray, index_or_slice: int | slice | np.ndarray, p
 
 
 def _reopen(images_path: Path, n_images: int, root: Path, split: str, captions: list[str],
-            image_ids: np.ndarray, caps_per_image: int) -> PrecompSplit:
+            image_ids: np.ndarray, caps_per_image: int, source_images: int | None) -> PrecompSplit:
     """Unpickle a split whose features are the first ``n_images`` images of ``images_path``."""
     images = np.load(images_path, mmap_mode="r")[:n_images]
-    return PrecompSplit(root, split, images, captions, image_ids, caps_per_image)
+    return PrecompSplit(root, split, images, captions, image_ids, caps_per_image, source_images)
 
 
 def _load_features(path: Path) -> np.ndarray:

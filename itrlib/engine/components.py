@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from itrlib.config import RunConfig, TextConfig, load_config
 from itrlib.data.precomp import PrecompSplit, open_split
 from itrlib.data.text import BertWordPieceTokenizer, Tokenizer, Vocabulary, resolve_bert_path
 from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint
-from itrlib.errors import DataError, ItrlibError
+from itrlib.engine.run_folder import check_same_run, load_model_state, stored_config
+from itrlib.errors import ItrlibError
 from itrlib.models.base import RetrievalModel
 from itrlib.models.registry import build_model
 
@@ -46,18 +46,6 @@ def build_tokenizer(text: TextConfig, run_dir: Path, train_captions: list[str] |
     return vocab
 
 
-def load_side_inputs(split: PrecompSplit, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Per-image side arrays ``{split}_{name}.npy`` (memory-mapped), checked to have one row per image."""
-    arrays = {}
-    for name in names:
-        path = split.side_file(f"{name}.npy")
-        array = np.load(path, mmap_mode="r")
-        if array.shape[0] < split.n_images:
-            raise DataError(f"{path}: {array.shape[0]} rows for {split.n_images} images")
-        arrays[name] = array[: split.n_images]
-    return arrays
-
-
 def create_model(config: RunConfig, feature_dim: int, tokenizer: Tokenizer) -> RetrievalModel:
     return build_model(config.model, feature_dim=feature_dim, text=config.text, tokenizer=tokenizer)
 
@@ -83,10 +71,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     names = {"best": BEST, "last": LAST}
     if checkpoint not in names:
         raise ItrlibError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    state = load_checkpoint(run_dir / names[checkpoint])
+    path = run_dir / names[checkpoint]
+    state = load_checkpoint(path)
+    check_same_run(stored_config(state.get("config"), path), config, path,
+                   f"it does not belong with {config_path}")
     tokenizer = build_tokenizer(config.text, run_dir)
     model = create_model(config, int(state["feature_dim"]), tokenizer)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state, path, config, int(state["feature_dim"]))
     target = resolve_device(device)
     model.to(target).eval()
     return LoadedRun(config, model, tokenizer, target, state)

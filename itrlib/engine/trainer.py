@@ -7,6 +7,10 @@ autocast on CUDA, validation on the dev split after every epoch (best rsum kept 
 function of the seed, the epoch and the item index, so a killed run resumed from ``last.pt`` ends with
 the same metrics as a run that was never interrupted (on CPU, bit for bit).
 
+A run folder holds one run: it is locked while a Trainer uses it, ``config.yaml`` and ``last.pt`` are
+checked against the config before anything is written (:mod:`itrlib.engine.run_folder`), and the train
+and dev features are scanned for NaN/inf before the first step (:mod:`itrlib.data.scan_cache`).
+
 Models plug in through the contract of :class:`itrlib.models.base.RetrievalModel` (``losses``,
 ``param_groups``, ``on_epoch_start``, ``after_optimizer_step``); the loop holds no model-specific code.
 """
@@ -25,16 +29,20 @@ from tqdm.auto import tqdm
 from itrlib import __version__
 from itrlib.config import RunConfig, dump_yaml, load_config, to_dict
 from itrlib.data.datasets import PairDataset
+from itrlib.data.scan_cache import check_split_features
+from itrlib.data.side_inputs import load_side_inputs
 from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from itrlib.engine.components import (
     CONFIG_FILE,
+    VOCAB_FILE,
     build_tokenizer,
     create_model,
-    load_side_inputs,
     open_train_split,
     open_val_split,
     resolve_device,
 )
+from itrlib.engine.run_folder import check_same_run, load_model_state, remove_leftover_temps, stored_config
+from itrlib.engine.run_lock import RunLock
 from itrlib.engine.sampler import EpochBatchSampler
 from itrlib.engine.seeding import restore_rng_state, rng_state, seed_everything
 from itrlib.errors import ItrlibError
@@ -45,29 +53,51 @@ from itrlib.io import append_jsonl, atomic_write_json, atomic_write_text, read_j
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "train_summary.json"
+OWNED_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LAST, BEST, VOCAB_FILE)
+"""Files of a run folder that only the holder of its lock writes."""
 
 
 class Trainer:
-    """Train ``config.model`` on ``config.data`` into ``config.run_dir``, resuming if it holds ``last.pt``."""
+    """Train ``config.model`` on ``config.data`` into ``config.run_dir``, resuming if it holds ``last.pt``.
+
+    The run folder is locked (:class:`~itrlib.engine.run_lock.RunLock`) from construction until ``fit()``
+    returns or fails, or ``close()``; a second Trainer on the same folder fails at once.
+    """
 
     def __init__(self, config: RunConfig, *, progress: bool = True):
         self.config = config
         self.progress = progress
         self.run_dir = config.run_dir
+        self._lock = RunLock(self.run_dir).acquire()  # before anything is written into the folder
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self) -> None:
+        """Check what the folder holds, open the data (scanned for NaN/inf), build the model and optimiser."""
+        config = self.config
+        remove_leftover_temps(self.run_dir, OWNED_FILES)
         self._check_existing_config()
+        self._resume_state = self._load_resume_state()
         seed_everything(config.train.seed)
         self.device = resolve_device(config.train.device)
         self.amp = config.train.amp and self.device.type == "cuda"
 
         self.train_split = open_train_split(config)
         self.val_split = open_val_split(config)
+        if config.data.check_features != "none":
+            for split in (self.train_split, self.val_split):
+                check_split_features(split, progress=self.progress)
         self.tokenizer = build_tokenizer(config.text, self.run_dir, self.train_split.captions)
         self.model = create_model(config, self.train_split.feature_dim, self.tokenizer).to(self.device)
         side = load_side_inputs(self.train_split, self.model.side_inputs)
+        # the same side inputs are loaded for validation and evaluation (itrlib.evaluation.encode)
         self.dataset = PairDataset(self.train_split, self.tokenizer, train=True,
                                    region_keep_prob=config.data.region_keep_prob,
                                    caption_augment=config.data.caption_augment, seed=config.train.seed,
-                                   extras=side or None)
+                                   extras=side.image, caption_extras=side.caption)
         self.sampler = EpochBatchSampler(len(self.dataset), config.train.batch_size, config.train.seed,
                                          max_batches=config.train.max_steps_per_epoch)
         groups = self.model.param_groups(config.train.lr)
@@ -82,7 +112,29 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train to ``train.epochs`` (resuming when possible); return the summary written to disk."""
+        """Train to ``train.epochs`` (resuming when possible); return the summary written to disk.
+
+        Runs once: the run folder is released when it returns or fails.
+        """
+        if not self._lock.held:
+            raise ItrlibError("this Trainer is closed (fit() runs once); create a new Trainer to continue the run")
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the run folder without training (``fit()`` releases it itself); idempotent."""
+        self._resume_state = None
+        self._lock.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _fit(self) -> dict:
         self._resume_if_possible()
         loss_weights = self.config.train.loss_weights
         total_epochs = self.config.train.epochs
@@ -137,8 +189,11 @@ class Trainer:
         return record
 
     def _end_epoch(self) -> None:
-        result = evaluate_split(self.model, self.val_split, self.tokenizer, self.val_protocol,
-                                batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp)
+        ev = self.config.eval
+        result = evaluate_split(self.model, self.val_split, self.tokenizer, [self.val_protocol],
+                                batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp,
+                                max_pairs_per_block=ev.max_pairs_per_block, ties=ev.ties,
+                                progress=self.progress).results[self.val_protocol.name]
         metrics = result["metrics"]
         is_best = metrics["rsum"] > self.best["rsum"]
         self._log({"event": "val", "split": self.val_split.split, **metrics, "best": is_best})
@@ -172,12 +227,24 @@ class Trainer:
             "rng": rng_state(), "metrics_lines": lines, "feature_dim": self.train_split.feature_dim,
             "config": to_dict(self.config), "itrlib_version": __version__})
 
-    def _resume_if_possible(self) -> None:
+    def _load_resume_state(self) -> dict | None:
+        """``last.pt`` if the folder holds one, checked to belong to this run (before anything is written)."""
         path = self.run_dir / LAST
         if not path.exists():
+            return None
+        state = load_checkpoint(path)
+        check_same_run(stored_config(state.get("config"), path), self.config, path,
+                       f"{self.run_dir} holds another run: choose another name= or delete the folder")
+        if state["epoch"] > self.config.train.epochs:
+            raise ItrlibError(f"{path} has already trained {state['epoch']} epochs, more than "
+                              f"train.epochs={self.config.train.epochs}; raise train.epochs or choose another name=")
+        return state
+
+    def _resume_if_possible(self) -> None:
+        state, self._resume_state = self._resume_state, None
+        if state is None:
             return
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        load_model_state(self.model, state, self.run_dir / LAST, self.config, self.train_split.feature_dim)
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         self.global_step, self.best = state["global_step"], state["best"]
@@ -200,11 +267,11 @@ class Trainer:
         return summary
 
     def _check_existing_config(self) -> None:
-        """A run folder belongs to one config: refuse to mix a different config into it."""
+        """A run folder belongs to one run: refuse a config that differs beyond RESUME_ALLOWED_DIFFERENCES."""
         path = self.run_dir / CONFIG_FILE
-        if path.exists() and to_dict(load_config(path)) != to_dict(self.config):
-            raise ItrlibError(f"{self.run_dir} already holds a run with a different config; choose another "
-                              "name= or delete the folder")
+        if path.exists():
+            check_same_run(load_config(path), self.config, path,
+                           f"{self.run_dir} already holds another run: choose another name= or delete the folder")
 
 
 def train(config: RunConfig, progress: bool = True) -> dict:

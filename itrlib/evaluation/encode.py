@@ -1,4 +1,8 @@
-"""Encode every image and caption of a split once (the official loaders encode each image 5 times)."""
+"""Encode every image and caption of a split once (the official loaders encode each image 5 times).
+
+The side inputs the model declares are loaded from the split's folder by the data layer, exactly as in
+training, and passed to ``encode_images`` / ``encode_captions``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from tqdm.auto import tqdm
 
 from itrlib.data.datasets import CaptionDataset, ImageDataset
 from itrlib.data.precomp import PrecompSplit
+from itrlib.data.side_inputs import load_side_inputs
 from itrlib.data.text import Tokenizer
 from itrlib.models.base import RetrievalModel, concat_embeddings
 
@@ -31,18 +36,20 @@ def encode_split(model: RetrievalModel, split: PrecompSplit, tokenizer: Tokenize
     was_training = model.training
     model.eval()
     try:
-        images = ImageDataset(split)
-        captions = CaptionDataset(split, tokenizer)
+        side = load_side_inputs(split, model.side_inputs)
+        images = ImageDataset(split, extras=side.image)
+        captions = CaptionDataset(split, tokenizer, extras=side.caption)
         img_chunks, cap_chunks = [], []
         with autocast_for(device, amp):
             for batch in tqdm(DataLoader(images, batch_size=batch_size, collate_fn=images.collate_fn),
                               desc=f"encode {split.split} images", disable=not progress, leave=False):
                 batch = batch.to(device)
-                img_chunks.append(model.encode_images(batch.images, batch.image_lengths).to("cpu"))
+                img_chunks.append(model.encode_images(batch.images, batch.image_lengths, batch.extras).to("cpu"))
             for batch in tqdm(DataLoader(captions, batch_size=batch_size, collate_fn=captions.collate_fn),
                               desc=f"encode {split.split} captions", disable=not progress, leave=False):
                 batch = batch.to(device)
-                cap_chunks.append(model.encode_captions(batch.captions, batch.caption_lengths).to("cpu"))
+                cap_chunks.append(model.encode_captions(batch.captions, batch.caption_lengths,
+                                                        batch.extras).to("cpu"))
         return concat_embeddings(img_chunks), concat_embeddings(cap_chunks)
     finally:
         model.train(was_training)

@@ -1,35 +1,85 @@
-"""Evaluate a model on a split under a protocol: encode once, score in shards, rank, report."""
+"""Evaluate a model on a split under one or more protocols: encode once, score once, rank each protocol.
+
+Protocols on the same split share the work: COCO 5-fold 1K and COCO 5K both use ``testall``, whose
+1K folds are diagonal blocks of the 5K matrix, so the split is encoded and scored once. When only
+multi-fold protocols are asked for (and the matrix is not kept), only the fold blocks are scored.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from itrlib.data.precomp import PrecompSplit
 from itrlib.data.text import Tokenizer
 from itrlib.evaluation.encode import autocast_for, encode_split
-from itrlib.evaluation.protocols import Protocol, evaluate_blocks
-from itrlib.evaluation.scoring import sharded_scores
+from itrlib.evaluation.protocols import Protocol, check_tie_rule, evaluate_blocks, protocol_blocks
+from itrlib.evaluation.scoring import block_shape, sharded_scores
 from itrlib.models.base import RetrievalModel
 
 
-def evaluate_split(model: RetrievalModel, split: PrecompSplit, tokenizer: Tokenizer, protocol: Protocol, *,
-                   batch_size: int = 256, device: torch.device | str = "cpu", amp: bool = False,
-                   img_shard: int = 1000, cap_shard: int = 5000, progress: bool = False) -> dict:
-    """Metrics (and per-query ranks) of ``model`` on ``split``; adds ``timing`` (seconds) to the result."""
+@dataclass
+class SplitEvaluation:
+    """Results of several protocols on one split: ``results`` protocol name -> result dict (with
+    ``timing``), and the full (N_img, N_cap) float32 score matrix when it was kept."""
+
+    results: dict[str, dict]
+    scores: torch.Tensor | None
+
+
+def evaluate_split(model: RetrievalModel, split: PrecompSplit, tokenizer: Tokenizer,
+                   protocols: Sequence[Protocol], *, batch_size: int = 256, device: torch.device | str = "cpu",
+                   amp: bool = False, max_pairs_per_block: int | None = None, ties: str = "pessimistic",
+                   keep_scores: bool = False, progress: bool = False) -> SplitEvaluation:
+    """Encode ``split`` once, score the blocks the ``protocols`` need once, rank each protocol.
+
+    Every protocol must evaluate ``split.split``. ``max_pairs_per_block`` bounds a score block (default:
+    the model's ``score_block_pairs``). Each result gets ``timing``: ``encode_s``, ``score_s``, ``rank_s``
+    (the first two shared by the split's protocols), ``pairs_scored`` and ``device``.
+    """
+    check_tie_rule(ties)
+    wrong = [p.name for p in protocols if p.split != split.split]
+    if not protocols or wrong:
+        raise ValueError(f"evaluate_split on split {split.split!r} got protocols {[p.name for p in protocols]}"
+                         f"{f'; {wrong} evaluate another split' if wrong else ''}")
     device = torch.device(device)
     start = time.perf_counter()
     img_emb, cap_emb = encode_split(model, split, tokenizer, batch_size=batch_size, device=device, amp=amp,
                                     progress=progress)
     encoded = time.perf_counter()
+    img_shard, cap_shard = block_shape(split.n_images, split.n_captions,
+                                       max_pairs_per_block or model.score_block_pairs)
     model.eval()
 
-    def similarity(img_slice: slice, cap_slice: slice) -> torch.Tensor:
+    def score(images: slice, captions: slice) -> torch.Tensor:
         with autocast_for(device, amp):
-            return sharded_scores(model.score, img_emb[img_slice], cap_emb[cap_slice], img_shard=img_shard,
-                                  cap_shard=cap_shard, device=device, progress=progress)
+            return sharded_scores(model.score, img_emb[images], cap_emb[captions], img_shard=img_shard,
+                                  cap_shard=cap_shard, device=device, progress=progress,
+                                  desc=f"score {split.split}")
 
-    result = evaluate_blocks(similarity, split.n_images, protocol, caps_per_image=split.caps_per_image)
-    result["timing"] = {"encode_s": encoded - start, "score_and_rank_s": time.perf_counter() - encoded}
-    return result
+    def key(images: slice, captions: slice) -> tuple[int, int, int, int]:
+        return images.start, images.stop, captions.start, captions.stop  # slices are unhashable in 3.11
+
+    needs_whole = keep_scores or any(p.folds == 1 for p in protocols)
+    wanted = [(slice(0, split.n_images), slice(0, split.n_captions))] if needs_whole else [
+        b for p in protocols for b in protocol_blocks(split.n_images, p, split.caps_per_image)]
+    blocks = {key(*b): score(*b) for b in wanted}
+    scored = time.perf_counter()
+    pairs = sum(b.numel() for b in blocks.values())
+    full = blocks[key(*wanted[0])] if needs_whole else None
+
+    def lookup(images: slice, captions: slice) -> torch.Tensor:
+        return full[images, captions] if full is not None else blocks[key(images, captions)]
+
+    results = {}
+    for protocol in protocols:
+        rank_start = time.perf_counter()
+        result = evaluate_blocks(lookup, split.n_images, protocol, split.caps_per_image, ties)
+        result["timing"] = {"encode_s": encoded - start, "score_s": scored - encoded,
+                            "rank_s": time.perf_counter() - rank_start, "pairs_scored": pairs,
+                            "device": str(device)}
+        results[protocol.name] = result
+    return SplitEvaluation(results, full if keep_scores else None)

@@ -21,7 +21,7 @@ from itrlib.data.collate import Batch
 from itrlib.errors import ConfigError
 from itrlib.losses.harder_negatives import MIXED_POSITIVES, harder_negative_loss, sample_mixing_weights
 from itrlib.losses.triplet import triplet_loss
-from itrlib.models.base import RetrievalModel, encoder_param_groups
+from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.nn.aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
 from itrlib.nn.functional import l2norm
@@ -64,6 +64,8 @@ class AFAConfig:
     the extra terms cannot be satisfied while intra-modal similarities are high and training collapses on
     the embedded data (dev rSum 165 -> 125 in 4 epochs against 374 -> 421 for VSE-infinity), while
     ``mixed`` trains above the baseline (2-epoch diagnostic: 346.1, 409.8)."""
+    max_violation: bool = True
+    """Hardest negatives (VSE++) in all four terms after the warm-up; ``false`` keeps the sum over negatives."""
     mean_warmup_epochs: int = 1
     """Epochs with the sum over all negatives (all four terms) before hardest negatives."""
 
@@ -80,16 +82,14 @@ class AFAConfig:
             raise ConfigError(f"model.beta_t must be > 0, got {self.beta_t}")
 
 
-class AFAModel(RetrievalModel):
+class AFAModel(GlobalEmbeddingModel):
     """Global-embedding model with AFA's feature enhancement on both modalities."""
 
     def __init__(self, config: AFAConfig, feature_dim: int, text_encoder: nn.Module):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.image_mlp = ResidualProjection(feature_dim, config.embed_size, config.mlp_hidden)
         self.text_encoder = text_encoder
         self.text_mlp = ResidualProjection(text_encoder.out_dim, config.embed_size, config.mlp_hidden)
-        self.hardest = config.mean_warmup_epochs == 0
 
     def enhance(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Aggregation then selection: (B, N, E) post-MLP tokens, (B,) -> (B, E) unit vectors."""
@@ -104,20 +104,18 @@ class AFAModel(RetrievalModel):
         pooled = masked_max(tokens, lengths) if cfg.pooling == "max" else masked_mean(tokens, lengths)
         return l2norm(pooled.float())
 
-    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None
+                      ) -> torch.Tensor:
         """(B, K, D_img), (B,) -> (B, E)."""
         return self.enhance(self.image_mlp(images), lengths)
 
-    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None
+                        ) -> torch.Tensor:
         """(B, L), (B,) -> (B, E); the text MLP's BN sees valid tokens only."""
         return self.enhance(self.text_mlp(self.text_encoder(captions, lengths), lengths), lengths)
 
-    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
-        return img_emb @ cap_emb.T
-
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        img = self.encode_images(batch.images, batch.image_lengths)
-        cap = self.encode_captions(batch.captions, batch.caption_lengths)
+        img, cap = self.batch_embeddings(batch)
         losses = {"triplet": triplet_loss(self.score(img, cap), self.config.margin, hardest=self.hardest)}
         if self.config.harder_negatives:
             lam_img, lam_cap = sample_mixing_weights(len(img), self.config.beta_t, img.device)
@@ -130,9 +128,6 @@ class AFAModel(RetrievalModel):
         """Text (non-pretrained) and image at lr, pretrained BERT at lr * bert_lr_factor."""
         return encoder_param_groups(lr, self.config.bert_lr_factor, self.text_encoder, [self.text_mlp],
                                     [self.image_mlp])
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.hardest = epoch >= self.config.mean_warmup_epochs
 
 
 @register_model("afa", AFAConfig)

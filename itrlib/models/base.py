@@ -3,8 +3,9 @@
 The engine calls ``losses(batch)`` (a dict of named scalars it sums with the configured weights),
 ``param_groups(lr)`` to build the optimiser, and the hooks ``on_epoch_start(epoch)`` and
 ``after_optimizer_step(step)`` at fixed points (warm-up switches, momentum updates, queue pushes).
-Evaluation calls ``encode_images`` / ``encode_captions`` batch by batch, concatenates the results with
-``concat_embeddings`` and asks ``score(img_block, cap_block)`` for (N_img, N_cap) blocks. A global model
+Evaluation calls ``encode_images`` / ``encode_captions`` batch by batch with the same side inputs training
+sees (``extras``), concatenates the results with ``concat_embeddings`` and asks ``score(img_block,
+cap_block)`` for float32 (N_img, N_cap) blocks of at most ``score_block_pairs`` pairs. A global model
 returns (N, D) tensors and scores with a matmul; a local-matching model returns any object that supports
 ``len()``, slicing ``[a:b]``, ``.to(device)`` and a ``cat(list)`` classmethod, and scores pairwise.
 """
@@ -17,24 +18,34 @@ import torch
 from torch import nn
 
 from itrlib.data.collate import Batch
+from itrlib.data.side_inputs import SideInput
+from itrlib.nn.functional import inner_products_fp32
+
+Extras = dict[str, torch.Tensor]
+"""Side-input rows of a batch by name (``SideInput.name``), each (B, ...)."""
 
 
 class RetrievalModel(nn.Module):
     """Base class of every model in the suite."""
 
-    side_inputs: ClassVar[tuple[str, ...]] = ()
-    """Per-image side arrays the model needs (files ``{split}_{name}.npy``), delivered in ``batch.extras``."""
+    side_inputs: ClassVar[tuple[SideInput, ...]] = ()
+    """Side files the model needs (``{split}_{name}.npy`` or ``.txt``, per image or per caption); the data
+    layer loads them for training and evaluation alike and delivers them as ``extras``."""
 
-    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor) -> Any:
-        """images (B, K, D_img), lengths (B,) -> image embeddings for B images."""
+    score_block_pairs: ClassVar[int] = 1 << 25
+    """Pairs per score block at evaluation (memory budget; ``eval.max_pairs_per_block`` overrides it).
+    A global model's block is a float32 matrix (2^25 pairs = 128 MiB); a pairwise model sets it lower."""
+
+    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None) -> Any:
+        """images (B, K, D_img), lengths (B,), per-image side inputs -> image embeddings for B images."""
         raise NotImplementedError
 
-    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor) -> Any:
-        """token ids (B, L), lengths (B,) -> caption embeddings for B captions."""
+    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None) -> Any:
+        """token ids (B, L), lengths (B,), per-caption side inputs -> caption embeddings for B captions."""
         raise NotImplementedError
 
     def score(self, img_emb: Any, cap_emb: Any) -> torch.Tensor:
-        """Similarities (N_img, N_cap) between two blocks of embeddings."""
+        """float32 similarities (N_img, N_cap) between two blocks of embeddings, also under autocast."""
         raise NotImplementedError
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -50,6 +61,37 @@ class RetrievalModel(nn.Module):
 
     def after_optimizer_step(self, step: int) -> None:
         """Called after every optimiser step with the global step count (1-based)."""
+
+
+class GlobalEmbeddingModel(RetrievalModel):
+    """One unit vector per image and per caption, scored by float32 inner products (VSE∞, AFA).
+
+    Holds what such models share: the score, the embeddings of a training batch, and the VSE++ schedule
+    (sum over negatives for ``config.mean_warmup_epochs`` epochs, then the hardest negative when
+    ``config.max_violation``).
+    """
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+        self.hardest = hardest_negatives(config, epoch=0)
+
+    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+        """(n_i, E), (n_c, E) -> (n_i, n_c) float32."""
+        return inner_products_fp32(img_emb, cap_emb)
+
+    def batch_embeddings(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, E) image and (B, E) caption embeddings of a batch of aligned pairs."""
+        return (self.encode_images(batch.images, batch.image_lengths, batch.extras),
+                self.encode_captions(batch.captions, batch.caption_lengths, batch.extras))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.hardest = hardest_negatives(self.config, epoch)
+
+
+def hardest_negatives(config: Any, epoch: int) -> bool:
+    """VSE++ schedule: hardest negatives from epoch ``mean_warmup_epochs`` on, if ``max_violation``."""
+    return bool(config.max_violation) and epoch >= config.mean_warmup_epochs
 
 
 def concat_embeddings(chunks: list[Any]) -> Any:

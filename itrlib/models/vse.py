@@ -16,7 +16,7 @@ from itrlib.config import TextConfig
 from itrlib.data.collate import Batch
 from itrlib.errors import ConfigError
 from itrlib.losses.triplet import triplet_loss
-from itrlib.models.base import RetrievalModel, encoder_param_groups
+from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.nn.functional import l2norm
 from itrlib.nn.gpo import GPO
@@ -50,41 +50,34 @@ class VSEConfig:
             raise ConfigError(f"model: embed_size > 0, margin >= 0, mean_warmup_epochs >= 0 required: {self}")
 
 
-class VSEModel(RetrievalModel):
+class VSEModel(GlobalEmbeddingModel):
     """Global-embedding model: one vector per image and per caption, cosine similarity."""
 
     def __init__(self, config: VSEConfig, feature_dim: int, text_encoder: nn.Module):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.region_proj = ResidualProjection(feature_dim, config.embed_size, config.mlp_hidden)
         self.image_pool = GPO(config.gpo_pe_dim, config.gpo_hidden)
         self.text_encoder = text_encoder
         self.text_pool = GPO(config.gpo_pe_dim, config.gpo_hidden)
-        self.hardest = config.max_violation and config.mean_warmup_epochs == 0
 
-    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None
+                      ) -> torch.Tensor:
         """(B, K, D_img), (B,) -> (B, E) unit vectors."""
         return l2norm(self.image_pool(self.region_proj(images), lengths).float())
 
-    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode_captions(self, captions: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None
+                        ) -> torch.Tensor:
         """(B, L), (B,) -> (B, E) unit vectors."""
         return l2norm(self.text_pool(self.text_encoder(captions, lengths), lengths).float())
 
-    def score(self, img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
-        return img_emb @ cap_emb.T
-
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        scores = self.score(self.encode_images(batch.images, batch.image_lengths),
-                            self.encode_captions(batch.captions, batch.caption_lengths))
+        scores = self.score(*self.batch_embeddings(batch))
         return {"triplet": triplet_loss(scores, self.config.margin, hardest=self.hardest)}
 
     def param_groups(self, lr: float) -> list[dict]:
         """Text (non-pretrained) at lr, pretrained BERT at lr * bert_lr_factor, image side at lr."""
         return encoder_param_groups(lr, self.config.bert_lr_factor, self.text_encoder, [self.text_pool],
                                     [self.region_proj, self.image_pool])
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.hardest = self.config.max_violation and epoch >= self.config.mean_warmup_epochs
 
 
 @register_model("vse", VSEConfig)

@@ -15,3 +15,12 @@ def length_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tens
     max_len = int(lengths.max()) if max_len is None else max_len
     positions = torch.arange(max_len, device=lengths.device)
     return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def inner_products_fp32(img_emb: torch.Tensor, cap_emb: torch.Tensor) -> torch.Tensor:
+    """Inner products (n_i, d) x (n_c, d) -> (n_i, n_c) in float32, also under autocast.
+
+    Scores are never rounded to bf16/fp16: a rounded matrix creates ties, which cost recall.
+    """
+    with torch.autocast(device_type=img_emb.device.type, enabled=False):
+        return img_emb.float() @ cap_emb.float().T

@@ -35,6 +35,9 @@ class BertTokenFeatures(nn.Module):
                 f"could not load BERT weights from {path}: {exc}. Set text.bert_path to a local folder "
                 "holding config.json and the weights (see README, 'Text encoder weights')."
             ) from exc
+        # fp32 master weights whatever the folder stores: transformers 5 keeps a float16 checkpoint in
+        # float16, and an fp16 BERT under bf16 autocast gave a NaN loss at the first step on CUDA
+        self.bert.float()
         self.pad_id = pad_id
         hidden = self.bert.config.hidden_size
         self.linear = nn.Linear(hidden, embed_size) if embed_size else nn.Identity()

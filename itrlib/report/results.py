@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from itrlib.evaluation.protocols import get_protocol
 from itrlib.report.paper import paper_row
 from itrlib.report.tables import metrics_frame
-
-# protocol name in itrlib -> (dataset, protocol) as written in paper_tables.csv
-PAPER_PROTOCOLS = {"f30k1k": ("f30k", "1k"), "coco1k": ("coco", "5fold1k"), "coco5k": ("coco", "5k")}
-PAPER_IMAGES = {"f30k1k": 1000, "coco1k": 1000, "coco5k": 5000}  # test images per evaluation (per fold)
 
 
 def comparison_table(ours: dict[str, dict[str, dict]], paper_methods: list[tuple[str, str, str]] = (),
@@ -30,14 +27,14 @@ def comparison_table(ours: dict[str, dict[str, dict]], paper_methods: list[tuple
             folds = len(result.get("folds", [])) or 1
             rows.append({"protocol": protocol, "method": label, "source": f"itrlib ({data})" if data else "itrlib",
                          "images": result["n_images"] // folds, **result["metrics"]})
-        dataset, paper_protocol = PAPER_PROTOCOLS[protocol]
+        spec = get_protocol(protocol)
         for paper, method, label in paper_methods:
             try:
-                numbers = paper_row(paper, dataset, paper_protocol, method)
+                numbers = paper_row(paper, spec.paper_dataset, spec.paper_protocol, method)
             except KeyError:
                 continue
             rows.append({"protocol": protocol, "method": label, "source": f"{paper} paper",
-                         "images": PAPER_IMAGES[protocol], **numbers})
+                         "images": spec.paper_images, **numbers})
     return metrics_frame(rows)
 
 
@@ -48,7 +45,7 @@ def variant_table(ours: dict[str, dict[str, dict]], protocol: str, paper: str, p
     ``ours`` maps a variant label to ``{protocol: eval result}``; ``paper_variants`` maps the same label to
     the variant string in ``paper_tables.csv`` (e.g. ``"I+II"``). Missing paper rows are left out.
     """
-    dataset, paper_protocol = PAPER_PROTOCOLS[protocol]
+    spec = get_protocol(protocol)
     rows = []
     for label, results in ours.items():
         result = results[protocol]
@@ -57,9 +54,10 @@ def variant_table(ours: dict[str, dict[str, dict]], protocol: str, paper: str, p
                      "images": result["n_images"] // folds, **result["metrics"]})
         if label in paper_variants:
             try:
-                numbers = paper_row(paper, dataset, paper_protocol, paper_method, paper_variants[label])
+                numbers = paper_row(paper, spec.paper_dataset, spec.paper_protocol, paper_method,
+                                    paper_variants[label])
             except KeyError:
                 continue
-            rows.append({"variant": label, "source": f"{paper} paper", "images": PAPER_IMAGES[protocol],
+            rows.append({"variant": label, "source": f"{paper} paper", "images": spec.paper_images,
                          **numbers})
     return metrics_frame(rows)

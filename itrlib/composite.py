@@ -1,0 +1,151 @@
+"""Composite runs: a run folder whose scores are a weighted sum of member runs' scores.
+
+``S = sum_k w_k S_k`` over the members' float32 score matrices of the same split (MVSEN's two-direction
+ensemble; later two-stage retrieval). With two members the weights are ``(alpha, 1 - alpha)``; ``alpha`` is
+fixed, or tuned on the dev split (the members' validation split, as training used it) by a grid search
+on dev rSum — never on a test split. The folder holds ``composite.json`` (members, weights, how they were
+chosen) and ordinary ``eval-<protocol>.json`` files, so tables and reports read it like any other run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from itrlib.config import load_config
+from itrlib.engine.components import CONFIG_FILE
+from itrlib.errors import ConfigError, DataError, ItrlibError
+from itrlib.evaluation.protocols import evaluate_scores, get_protocol
+from itrlib.io import atomic_write_json
+
+COMPOSITE_FILE = "composite.json"
+DEFAULT_ALPHA_STEP = 0.05
+
+
+def is_composite(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / COMPOSITE_FILE).is_file()
+
+
+def load_composite(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / COMPOSITE_FILE
+    if not path.is_file():
+        raise ItrlibError(f"{run_dir} is not a composite run (no {COMPOSITE_FILE})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def combine(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """``sum_k weights[k] * scores[k]`` in float32; every matrix must have the same shape."""
+    shapes = {s.shape for s in scores}
+    if len(shapes) != 1:
+        raise DataError(f"member score matrices differ in shape: {sorted(shapes)}")
+    total = np.zeros(scores[0].shape, dtype=np.float32)
+    for matrix, weight in zip(scores, weights, strict=True):
+        total += np.float32(weight) * matrix
+    return total
+
+
+def alpha_grid(step: float = DEFAULT_ALPHA_STEP) -> list[float]:
+    """0, step, ..., 1 (rounded to 6 decimals so that labels stay exact)."""
+    if not 0 < step <= 1:
+        raise ConfigError(f"alpha step must be in (0, 1], got {step}")
+    count = round(1 / step)
+    return [round(i / count, 6) for i in range(count + 1)]
+
+
+def tune_alpha(dev_scores: Sequence[np.ndarray], step: float = DEFAULT_ALPHA_STEP, ties: str = "pessimistic",
+               caps_per_image: int = 5) -> dict:
+    """Grid search of ``alpha`` for two members on dev rSum: ``{"alpha", "grid", "dev_rsum"}``.
+
+    The first alpha with the highest dev rSum wins (the grid runs from 0 to 1).
+    """
+    if len(dev_scores) != 2:
+        raise ConfigError(f"tuning alpha needs exactly two members, got {len(dev_scores)}; give fixed weights")
+    grid = alpha_grid(step)
+    rsums = [evaluate_scores(combine(dev_scores, (a, 1 - a)), "f30k1k", caps_per_image=caps_per_image,
+                             ties=ties)["metrics"]["rsum"] for a in grid]
+    return {"alpha": grid[int(np.argmax(rsums))], "grid": grid, "dev_rsum": rsums}
+
+
+def create_composite(run_dir: str | Path, members: Sequence[str | Path], *, weights: Sequence[float] | None = None,
+                     alpha: float | None = None, tune: bool = False, alpha_step: float = DEFAULT_ALPHA_STEP,
+                     protocols: Sequence[str] = (), data_root: str | None = None, device: str = "auto",
+                     ties: str = "pessimistic", progress: bool = True) -> dict[str, dict]:
+    """Create (or re-evaluate) the composite run ``run_dir`` and evaluate it under ``protocols``.
+
+    Exactly one of ``weights`` (one per member), ``alpha`` (two members: ``alpha, 1 - alpha``) or
+    ``tune=True`` (two members: alpha tuned on dev) chooses the weights. Member scores come from their
+    saved ``scores-<split>.npy`` when fresh, else each member is evaluated once and its scores saved.
+    Returns ``{protocol: eval result}``.
+    """
+    from itrlib.runs import run_split_scores
+
+    run_dir = Path(run_dir)
+    members = [str(m) for m in members]
+    if len(members) < 2:
+        raise ConfigError(f"a composite run needs at least two members, got {members}")
+    if sum(x is not None for x in (weights, alpha)) + bool(tune) != 1:
+        raise ConfigError("give exactly one of weights, alpha or tune")
+    if (run_dir / CONFIG_FILE).is_file():
+        raise ItrlibError(f"{run_dir} holds a trained run ({CONFIG_FILE}); choose another name for the composite")
+    if alpha is not None or tune:
+        if len(members) != 2:
+            raise ConfigError(f"alpha and tune combine exactly two members, got {len(members)}; give weights")
+    if alpha is not None:
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        weights = (alpha, 1 - alpha)
+    tuning = None
+    if tune:
+        dev = [run_split_scores(m, load_config(Path(m) / CONFIG_FILE).data.val_split, device=device,
+                                progress=progress)[0] for m in members]
+        tuning = tune_alpha(dev, alpha_step, ties)
+        weights = (tuning["alpha"], 1 - tuning["alpha"])
+    if len(weights) != len(members):
+        raise ConfigError(f"{len(weights)} weights for {len(members)} members")
+    spec = {"members": members, "weights": [float(w) for w in weights], "tuned_on": "dev" if tune else None,
+            "tuning": tuning, "data_root": data_root}
+    _check_same_definition(run_dir, spec)
+    atomic_write_json(run_dir / COMPOSITE_FILE, spec)
+    return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties, progress=progress)
+
+
+def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
+                       device: str = "auto", ties: str | None = None, progress: bool = True) -> dict[str, dict]:
+    """Evaluate a composite run under ``protocols``; writes ``eval-<protocol>.json`` atomically."""
+    from itrlib.runs import eval_path, run_split_scores
+
+    spec = load_composite(run_dir)
+    root = data_root or spec.get("data_root")
+    ties = ties or "pessimistic"
+    results = {}
+    for name in protocols:
+        protocol = get_protocol(name)
+        loaded = [run_split_scores(m, protocol.split, data_root=root, device=device, progress=progress)
+                  for m in spec["members"]]
+        roots = {str(Path(meta["data_root"]).resolve()) for _, meta in loaded}
+        if len(roots) != 1:
+            raise DataError(f"composite {run_dir}: members were scored on different data folders {sorted(roots)};"
+                            " pass data_root")
+        scores = combine([s for s, _ in loaded], spec["weights"])
+        result = evaluate_scores(scores, protocol, caps_per_image=int(loaded[0][1]["caps_per_image"]), ties=ties)
+        result.update({"run": str(run_dir), "model": "composite", "data_root": roots.pop(),
+                       "composite": {"members": spec["members"], "weights": spec["weights"],
+                                     "tuned_on": spec["tuned_on"],
+                                     "member_checkpoint_epochs": [m.get("checkpoint_epoch") for _, m in loaded]}})
+        atomic_write_json(eval_path(run_dir, name), result)
+        results[name] = result
+    return results
+
+
+def _check_same_definition(run_dir: Path, spec: dict) -> None:
+    """A composite folder belongs to one definition: refuse to overwrite another one."""
+    if not is_composite(run_dir):
+        return
+    old = load_composite(run_dir)
+    keys = ("members", "weights", "tuned_on")
+    if any(old.get(k) != spec.get(k) for k in keys):
+        raise ItrlibError(f"{run_dir} already holds a composite of {old['members']} with weights {old['weights']}; "
+                          "choose another name or delete the folder")
