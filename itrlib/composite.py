@@ -115,29 +115,40 @@ def create_composite(run_dir: str | Path, members: Sequence[str | Path], *, weig
 def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
                        device: str = "auto", ties: str | None = None, progress: bool = True) -> dict[str, dict]:
     """Evaluate a composite run under ``protocols``; writes ``eval-<protocol>.json`` atomically."""
-    from itrlib.runs import eval_path, run_split_scores
+    from itrlib.runs import eval_path
 
     spec = load_composite(run_dir)
     root = data_root or spec.get("data_root")
     ties = ties or "pessimistic"
+    by_split: dict[str, tuple[np.ndarray, str, int, list]] = {}
     results = {}
     for name in protocols:
         protocol = get_protocol(name)
-        loaded = [run_split_scores(m, protocol.split, data_root=root, device=device, progress=progress)
-                  for m in spec["members"]]
-        roots = {str(Path(meta["data_root"]).resolve()) for _, meta in loaded}
-        if len(roots) != 1:
-            raise DataError(f"composite {run_dir}: members were scored on different data folders {sorted(roots)};"
-                            " pass data_root")
-        scores = combine([s for s, _ in loaded], spec["weights"])
-        result = evaluate_scores(scores, protocol, caps_per_image=int(loaded[0][1]["caps_per_image"]), ties=ties)
-        result.update({"run": str(run_dir), "model": "composite", "data_root": roots.pop(),
+        if protocol.split not in by_split:  # coco1k and coco5k share the members' testall scores
+            by_split[protocol.split] = _combined_scores(run_dir, spec, protocol.split, root, device, progress)
+        scores, data_root, caps_per_image, epochs = by_split[protocol.split]
+        result = evaluate_scores(scores, protocol, caps_per_image=caps_per_image, ties=ties)
+        result.update({"run": str(run_dir), "model": "composite", "data_root": data_root,
                        "composite": {"members": spec["members"], "weights": spec["weights"],
-                                     "tuned_on": spec["tuned_on"],
-                                     "member_checkpoint_epochs": [m.get("checkpoint_epoch") for _, m in loaded]}})
+                                     "tuned_on": spec["tuned_on"], "member_checkpoint_epochs": epochs}})
         atomic_write_json(eval_path(run_dir, name), result)
         results[name] = result
     return results
+
+
+def _combined_scores(run_dir: str | Path, spec: dict, split: str, root: str | None, device: str, progress: bool
+                     ) -> tuple[np.ndarray, str, int, list]:
+    """(weighted sum of the members' scores on ``split``, data folder, captions per image, member epochs)."""
+    from itrlib.runs import run_split_scores
+
+    loaded = [run_split_scores(m, split, data_root=root, device=device, progress=progress)
+              for m in spec["members"]]
+    roots = {str(Path(meta["data_root"]).resolve()) for _, meta in loaded}
+    if len(roots) != 1:
+        raise DataError(f"composite {run_dir}: members were scored on different data folders {sorted(roots)};"
+                        " pass data_root")
+    return (combine([s for s, _ in loaded], spec["weights"]), roots.pop(), int(loaded[0][1]["caps_per_image"]),
+            [meta.get("checkpoint_epoch") for _, meta in loaded])
 
 
 def _check_same_definition(run_dir: Path, spec: dict) -> None:

@@ -123,13 +123,9 @@ class EvalConfig:
     ``float32`` or ``float16`` (half the disk, e.g. 250 MB for COCO 5K; ranks of a float16 copy can tie)."""
 
     def validate(self) -> None:
-        if self.max_pairs_per_block is not None and self.max_pairs_per_block < 1:
-            raise ConfigError(f"eval.max_pairs_per_block must be >= 1 or null, got {self.max_pairs_per_block}")
-        if self.ties not in TIE_RULES:
-            raise ConfigError(f"eval.ties must be one of {', '.join(TIE_RULES)}, got {self.ties!r}")
-        if self.save_scores not in SCORE_DTYPES:
-            raise ConfigError(f"eval.save_scores must be one of {', '.join(SCORE_DTYPES)}, got {self.save_scores!r}")
-
+        _at_least("eval.max_pairs_per_block", self.max_pairs_per_block, 1, optional=True)
+        _one_of("eval.ties", self.ties, TIE_RULES)
+        _one_of("eval.save_scores", self.save_scores, SCORE_DTYPES)
 
 
 @dataclass

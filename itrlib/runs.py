@@ -14,7 +14,7 @@ from itrlib.engine.checkpoint import BEST, LAST
 from itrlib.engine.components import LoadedRun, load_run
 from itrlib.engine.trainer import METRICS_FILE
 from itrlib.errors import DataError, ItrlibError
-from itrlib.evaluation.evaluate import evaluate_split
+from itrlib.evaluation.evaluate import SplitEvaluation, evaluate_split
 from itrlib.evaluation.protocols import Protocol, get_protocol
 from itrlib.io import atomic_write_json, read_jsonl
 from itrlib.scores import file_stamp, load_scores, write_scores
@@ -49,8 +49,7 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
         return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties,
                                   progress=progress)
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    ev = run.config.eval
-    ties, save_scores = ties or ev.ties, save_scores or ev.save_scores
+    ties, save_scores = ties or run.config.eval.ties, save_scores or run.config.eval.save_scores
     root = data_root or run.config.data.root
     specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
     if split:
@@ -58,19 +57,13 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
     results: dict[str, dict] = {}
     for split_name in dict.fromkeys(spec.split for spec in specs):
         data = _open_checked(run, root, split_name)
-        evaluation = evaluate_split(
-            run.model, data, run.tokenizer, [s for s in specs if s.split == split_name],
-            batch_size=batch_size or run.config.train.eval_batch_size, device=run.device,
-            amp=run.config.train.amp and run.device.type == "cuda",
-            max_pairs_per_block=max_pairs_per_block or ev.max_pairs_per_block, ties=ties,
-            keep_scores=save_scores != "none", progress=progress)
-        source = {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
-                  "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name}
+        evaluation = _evaluate(run, data, [s for s in specs if s.split == split_name], batch_size=batch_size,
+                               max_pairs_per_block=max_pairs_per_block, ties=ties,
+                               keep_scores=save_scores != "none", progress=progress)
+        source = _source(run, run_dir, root, checkpoint)
         if evaluation.scores is not None:
-            stamp = file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])
-            path = write_scores(run_dir, split_name, evaluation.scores, save_scores,
-                               {**source, "checkpoint_stamp": stamp, "caps_per_image": data.caps_per_image})
-            source["scores_file"] = path.name
+            path = _write_run_scores(run, run_dir, data, checkpoint, evaluation.scores, save_scores, source)
+            source = {**source, "scores_file": path.name}
         for name, result in evaluation.results.items():
             result.update(source)
             atomic_write_json(eval_path(run_dir, name), result)
@@ -100,17 +93,37 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     root = data_root or run.config.data.root
     data = _open_checked(run, root, split)
-    dev = Protocol(name=split, split=split, folds=1, description="scores of a split")
-    evaluation = evaluate_split(run.model, data, run.tokenizer, [dev],
-                                batch_size=run.config.train.eval_batch_size, device=run.device,
-                                amp=run.config.train.amp and run.device.type == "cuda",
-                                max_pairs_per_block=run.config.eval.max_pairs_per_block, keep_scores=True,
-                                progress=progress)
-    meta = {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
-            "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name,
-            "checkpoint_stamp": stamp, "caps_per_image": data.caps_per_image}
-    write_scores(run_dir, split, evaluation.scores, "float32", meta)
+    whole = Protocol(name=split, split=split, folds=1, description="scores of a split")
+    evaluation = _evaluate(run, data, [whole], keep_scores=True, progress=progress)
+    _write_run_scores(run, run_dir, data, checkpoint, evaluation.scores, "float32",
+                      _source(run, run_dir, root, checkpoint))
     return load_scores(run_dir, split)
+
+
+def _evaluate(run: LoadedRun, data: PrecompSplit, protocols: list[Protocol], *, batch_size: int | None = None,
+              max_pairs_per_block: int | None = None, ties: str | None = None, keep_scores: bool = False,
+              progress: bool = True) -> SplitEvaluation:
+    """:func:`evaluate_split` of a loaded run; unset options come from the run's config."""
+    config = run.config
+    return evaluate_split(run.model, data, run.tokenizer, protocols,
+                          batch_size=batch_size or config.train.eval_batch_size, device=run.device,
+                          amp=config.train.amp and run.device.type == "cuda",
+                          max_pairs_per_block=max_pairs_per_block or config.eval.max_pairs_per_block,
+                          ties=ties or config.eval.ties, keep_scores=keep_scores, progress=progress)
+
+
+def _source(run: LoadedRun, run_dir: str | Path, root: str | Path, checkpoint: str) -> dict:
+    """Where a result comes from: run folder, data folder, checkpoint and its epoch, model name."""
+    return {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
+            "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name}
+
+
+def _write_run_scores(run: LoadedRun, run_dir: str | Path, data: PrecompSplit, checkpoint: str, scores,
+                      dtype: str, source: dict) -> Path:
+    """Save a split's scores with their source and the checkpoint's stamp (to recognise stale scores)."""
+    stamp = file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])
+    return write_scores(run_dir, data.split, scores, dtype,
+                        {**source, "checkpoint_stamp": stamp, "caps_per_image": data.caps_per_image})
 
 
 def _open_checked(run: LoadedRun, root: str | Path, split: str) -> PrecompSplit:

@@ -51,7 +51,7 @@ def load_scores(run_dir: str | Path, split: str) -> tuple[np.ndarray, dict]:
         raise DataError(f"{path} (with {meta_path.name}) does not exist: evaluate the run with "
                         "eval.save_scores=float32 (`python -m itrlib eval ... --save-scores float32`)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    scores = np.load(path, allow_pickle=False)
+    scores = read_score_file(path)
     if list(scores.shape) != meta.get("shape"):
         raise DataError(f"{path}: shape {scores.shape} differs from {meta_path.name} ({meta.get('shape')})")
     return scores.astype(np.float32, copy=False), meta
