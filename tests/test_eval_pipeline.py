@@ -209,3 +209,30 @@ def test_protocol_names_live_in_one_place():
     choices = next(a.choices for a in eval_parser._actions if a.dest == "protocol")
     assert list(choices) == list(PROTOCOLS)
     assert get_protocol("coco1k").paper_protocol == "5fold1k"
+
+
+@pytest.mark.parametrize("override", ["eval.ties=random", "eval.max_pairs_per_block=0",
+                                      "eval.save_scores=float64"])
+def test_eval_section_values_are_checked_at_load(override):
+    from itrlib.config import load_config
+
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+        load_config("baseline_smoke", [override])
+
+
+def test_tied_queries_are_summed_over_folds():
+    """Integer scores tie often; the eval result counts, per direction, the queries whose ground truth ties
+    a non-ground-truth item, summed over the folds (brute force here)."""
+    sims = np.random.default_rng(3).integers(0, 4, size=(20, 100)).astype(np.float32)
+    expected = {"i2t": 0, "t2i": 0}
+    for f in range(5):
+        block = sims[4 * f:4 * f + 4, 20 * f:20 * f + 20]
+        for i in range(4):
+            gt = np.zeros(20, bool)
+            gt[5 * i:5 * i + 5] = True
+            expected["i2t"] += int((block[i, ~gt] == block[i, gt].max()).any())
+        for c in range(20):
+            others = np.delete(block[:, c], c // 5)
+            expected["t2i"] += int((others == block[c // 5, c]).any())
+    result = evaluate_scores(sims, "coco1k")
+    assert result["tied_queries"] == expected and expected["i2t"] > 0 and expected["t2i"] > 0
