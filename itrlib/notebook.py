@@ -38,3 +38,11 @@ def check_parameters(namespace: dict, allowed: list[str]) -> dict:
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; this notebook takes {sorted(allowed)}")
     return {name: namespace[name] for name in allowed}
+
+
+def show_markdown(text: str) -> None:
+    """Display Markdown (e.g. a result table) whose plain-text form is the Markdown itself, so logs and
+    plain-text viewers show the table instead of ``<IPython.core.display.Markdown object>``."""
+    from IPython.display import display
+
+    display({"text/markdown": text, "text/plain": text}, raw=True)

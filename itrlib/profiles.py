@@ -24,7 +24,8 @@ class Profile:
     protocols: tuple[str, ...]
     """Evaluation protocols reported under this profile."""
     output_root: str
-    """Runs go to ``<output_root>/runs``, tables to ``<output_root>/tables``, figures to ``.../figures``."""
+    """Everything the profile writes: ``<output_root>/runs``, ``/tables``, ``/figures`` and ``/notebooks``
+    (executed notebooks). One folder per profile, so real-data runs never touch the embedded results."""
     synth_size: str | None = None
     """Size of the embedded dataset this profile builds when missing (``None``: real data, never built)."""
     fresh_runs: bool = False
@@ -43,6 +44,15 @@ class Profile:
     def figures_dir(self) -> Path:
         return Path(self.output_root) / "figures"
 
+    @property
+    def notebooks_dir(self) -> Path:
+        return Path(self.output_root) / "notebooks"
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the profile runs on the embedded synthetic dataset (else: real precomp features)."""
+        return self.synth_size is not None
+
 
 CODE_STAMP = "itrlib_code.sha256"
 """File in a run folder of a ``fresh_runs`` profile: :func:`code_fingerprint` of the code that trained it."""
@@ -50,9 +60,9 @@ ALL_PROTOCOLS = tuple(PROTOCOLS)
 PROFILES = {
     # smoke skips coco5k: same code path as f30k1k (one block), and make test must stay fast
     "smoke": Profile("smoke", ("f30k1k", "coco1k"), "outputs/smoke", synth_size="smoke", fresh_runs=True),
-    "embedded": Profile("embedded", ALL_PROTOCOLS, "outputs", synth_size="small"),
-    "f30k": Profile("f30k", ("f30k1k",), "outputs"),
-    "coco": Profile("coco", ("coco1k", "coco5k"), "outputs"),
+    "embedded": Profile("embedded", ALL_PROTOCOLS, "outputs/embedded", synth_size="small"),
+    "f30k": Profile("f30k", ("f30k1k",), "outputs/f30k"),
+    "coco": Profile("coco", ("coco1k", "coco5k"), "outputs/coco"),
 }
 
 
@@ -63,14 +73,20 @@ def get_profile(name: str) -> Profile:
 
 
 def run_config(method: str, profile: str, *, name: str | None = None, data_root: str | None = None,
-               overrides: list[str] | None = None) -> RunConfig:
-    """Config of ``<method>_<profile>`` with the run placed under the profile's output folder."""
+               bert_path: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Config of ``<method>_<profile>`` with the run placed under the profile's output folder.
+
+    ``data_root`` (precomp folder) and ``bert_path`` (text-encoder weights) replace the preset's
+    ``data.root`` and ``text.bert_path`` when given; ``overrides`` come last and win.
+    """
     spec = get_profile(profile)
     extra = [f"output_dir={spec.runs_dir}"]
     if name:
         extra.append(f"name={name}")
     if data_root:
         extra.append(f"data.root={data_root}")
+    if bert_path:
+        extra.append(f"text.bert_path={bert_path}")
     return load_config(f"{method}_{profile}", [*extra, *(overrides or [])])
 
 

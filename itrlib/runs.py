@@ -17,6 +17,7 @@ from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.evaluate import SplitEvaluation, evaluate_split
 from itrlib.evaluation.protocols import Protocol, get_protocol
 from itrlib.io import atomic_write_json, read_jsonl
+from itrlib.progress import say
 from itrlib.scores import file_stamp, load_scores, write_scores
 
 CHECKPOINTS = {"best": BEST, "last": LAST}
@@ -68,7 +69,18 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
             result.update(source)
             atomic_write_json(eval_path(run_dir, name), result)
             results[name] = result
+            say(eval_line(run_dir, result), progress)
     return {p: results[p] for p in protocols}
+
+
+def eval_line(run_dir: str | Path, result: dict) -> str:
+    """One line for a log: run, protocol, images, rSum and R@1 both ways, and where the time went."""
+    metrics, timing = result["metrics"], result.get("timing", {})
+    times = ", ".join(f"{key.removesuffix('_s')} {value:.2f} s" for key, value in timing.items()
+                      if key.endswith("_s") and isinstance(value, int | float))
+    return (f"{Path(run_dir).name}: {result['protocol']} on {result['split']} ({result['n_images']} images): "
+            f"rSum {metrics['rsum']:.1f}, i2t R@1 {metrics['i2t_r1']:.1f}, t2i R@1 {metrics['t2i_r1']:.1f}"
+            + (f" [{times}]" if times else ""))
 
 
 def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None = None, checkpoint: str = "best",

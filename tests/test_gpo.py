@@ -1,4 +1,4 @@
-"""GPO against a per-sample reference written from USER eq. 10-14 / SPEC-COMMON §4."""
+"""GPO against a per-sample reference written from USER eq. 10-14 and the GPO module of woodfrog/vse_infty."""
 
 import math
 

@@ -1,4 +1,7 @@
-"""Hinge triplet loss against a brute-force loop over anchors and negatives (SPEC-COMMON §3.3)."""
+"""Hinge triplet loss against a brute-force loop over anchors and negatives.
+
+The loss under test is VSE++'s, as in fartashf/vsepp and woodfrog/vse_infty.
+"""
 
 import pytest
 import torch

@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from itrlib.data.precomp import FULL_CHECK_CHUNK, PrecompSplit, check_finite
 from itrlib.errors import DataError
 from itrlib.io import atomic_write_json
+from itrlib.progress import progress_bar
 
 CACHE_ENV = "ITRLIB_CACHE_DIR"
 CACHE_FILE = "feature_scans.json"
@@ -51,8 +51,8 @@ def _scan(path: Path, progress: bool) -> str | None:
     images = np.load(path, mmap_mode="r")
     starts = range(0, int(images.shape[0]), FULL_CHECK_CHUNK)
     try:
-        for start in tqdm(starts, desc=f"scanning {path.name} for NaN/inf", unit="chunk", disable=not progress,
-                          leave=False):
+        for start in progress_bar(starts, desc=f"scanning {path.name} for NaN/inf", unit="chunks",
+                                  enabled=progress):
             check_finite(images, slice(start, start + FULL_CHECK_CHUNK), path)
     except DataError as exc:
         return str(exc)

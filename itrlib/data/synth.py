@@ -31,12 +31,13 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from itrlib.errors import ConfigError
 from itrlib.io import atomic_save, atomic_write_json, atomic_write_text, default_permissions
+from itrlib.progress import progress_bar
 
 GENERATOR_VERSION = "itrlib-synth-1.0"
 SPLITS = ("train", "dev", "test", "testall")
@@ -928,7 +929,7 @@ def _global_vectors(scenes: list[dict], seed: int, split_idx: int, cfg: SynthCon
 
 
 def _write_features(
-    path: Path, scenes: list[dict], seed: int, split_idx: int, feature_dim: int, cfg: SynthConfig, bar: tqdm
+    path: Path, scenes: list[dict], seed: int, split_idx: int, feature_dim: int, cfg: SynthConfig, bar: Any
 ) -> dict[str, float]:
     """Write ``{split}_ims.npy`` chunk by chunk through a memory map (atomic rename at the end)."""
     eff = cfg.effective_noise()
@@ -999,7 +1000,7 @@ def write_synthetic(
     sizes = SIZES[size]
     split_stats: dict[str, dict] = {}
     vocabulary: set[str] = set()
-    with tqdm(total=sum(sizes.values()), desc=f"synth {size}", unit="img", disable=not progress) as bar:
+    with progress_bar(total=sum(sizes.values()), desc=f"synth {size}", unit="images", enabled=progress) as bar:
         for split_idx, split in enumerate(SPLITS):
             units = _generate_scenes(seed, split, sizes[split], cfg)
             scenes: list[dict] = []

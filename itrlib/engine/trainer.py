@@ -24,7 +24,6 @@ import time
 import torch
 from torch.nn.utils import clip_grad_norm_
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from itrlib import __version__
 from itrlib.config import RunConfig, dump_yaml, load_config, to_dict
@@ -50,6 +49,7 @@ from itrlib.evaluation.encode import autocast_for
 from itrlib.evaluation.evaluate import evaluate_split
 from itrlib.evaluation.protocols import Protocol
 from itrlib.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from itrlib.progress import format_seconds, progress_bar, say
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "train_summary.json"
@@ -138,7 +138,10 @@ class Trainer:
         self._resume_if_possible()
         loss_weights = self.config.train.loss_weights
         total_epochs = self.config.train.epochs
+        started = time.monotonic()
+        self._say_start()
         while self.epoch < total_epochs:
+            epoch_start, loss_sum, steps = time.monotonic(), 0.0, 0
             self._set_learning_rate(self.epoch)
             self.model.on_epoch_start(self.epoch)
             self.model.train()
@@ -149,10 +152,12 @@ class Trainer:
             loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.dataset.collate_fn,
                                 num_workers=self.config.data.num_workers,
                                 generator=torch.Generator().manual_seed(self.config.train.seed))
-            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{total_epochs}", disable=not self.progress,
-                       initial=self.batch_in_epoch, total=self.sampler.batches_per_epoch(), leave=False)
+            bar = progress_bar(loader, desc=f"{self.config.name}: epoch {self.epoch} of 0-{total_epochs - 1}",
+                               unit="steps", enabled=self.progress, initial=self.batch_in_epoch,
+                               total=self.sampler.batches_per_epoch())
             for batch in bar:
                 losses = self._train_step(batch.to(self.device), loss_weights)
+                loss_sum, steps = loss_sum + losses["loss"], steps + 1
                 self.batch_in_epoch += 1
                 self.global_step += 1
                 self.model.after_optimizer_step(self.global_step)
@@ -162,8 +167,28 @@ class Trainer:
                 every = self.config.train.checkpoint_every
                 if every and self.global_step % every == 0:
                     self._save_last()
-            self._end_epoch()
-        return self._write_summary()
+            metrics, is_best = self._end_epoch()
+            say(f"{self.config.name}: epoch {self.epoch - 1} of 0-{total_epochs - 1} done in "
+                f"{format_seconds(time.monotonic() - epoch_start)}: mean loss {loss_sum / max(steps, 1):.4g} "
+                f"over {steps} steps, dev rSum {metrics['rsum']:.1f}{' (best so far)' if is_best else ''}",
+                self.progress)
+        summary = self._write_summary()
+        say(f"{self.config.name}: {total_epochs} epochs trained ({format_seconds(time.monotonic() - started)} "
+            f"this call); best dev rSum {self.best['rsum']:.1f} at epoch {self.best['epoch']}", self.progress)
+        return summary
+
+    def _say_start(self) -> None:
+        """One line: what is trained where, or that the run is already finished (and reused)."""
+        total, cfg = self.config.train.epochs, self.config
+        if self.epoch >= total:
+            where = "finished run reused"
+        elif self.epoch or self.batch_in_epoch:
+            where = f"resuming at epoch {self.epoch}, step {self.batch_in_epoch}"
+        else:
+            where = "from scratch"
+        say(f"{cfg.name}: {cfg.model.name}, epochs 0-{total - 1}, batch {cfg.train.batch_size}, "
+            f"{len(self.dataset)} training pairs, {self.sampler.batches_per_epoch()} steps/epoch, "
+            f"{self.device.type} ({where}) -> {self.run_dir}", self.progress)
 
     # ------------------------------------------------------------------------------------------------
     def _train_step(self, batch, loss_weights: dict[str, float]) -> dict[str, float]:
@@ -188,7 +213,8 @@ class Trainer:
             record["grad_norm"] = grad_norm
         return record
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self) -> tuple[dict, bool]:
+        """Validate, keep ``best.pt``, save ``last.pt``; returns (dev metrics, whether they are the best)."""
         ev = self.config.eval
         result = evaluate_split(self.model, self.val_split, self.tokenizer, [self.val_protocol],
                                 batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp,
@@ -206,6 +232,7 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self._save_last()
+        return metrics, is_best
 
     def _set_learning_rate(self, epoch: int) -> None:
         """lr = base_lr * factor^(number of decay epochs <= epoch): a pure function of the epoch."""

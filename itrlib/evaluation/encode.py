@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from itrlib.data.datasets import CaptionDataset, ImageDataset
 from itrlib.data.precomp import PrecompSplit
 from itrlib.data.side_inputs import load_side_inputs
 from itrlib.data.text import Tokenizer
 from itrlib.models.base import RetrievalModel, concat_embeddings
+from itrlib.progress import progress_bar
 
 
 def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -40,13 +40,17 @@ def encode_split(model: RetrievalModel, split: PrecompSplit, tokenizer: Tokenize
         images = ImageDataset(split, extras=side.image)
         captions = CaptionDataset(split, tokenizer, extras=side.caption)
         img_chunks, cap_chunks = [], []
+        # own generators: starting a DataLoader draws a seed, and evaluation between epochs must leave the
+        # global torch RNG (dropout of the next training steps) as it found it, whatever wraps the loader
+        loaders = [DataLoader(data, batch_size=batch_size, collate_fn=data.collate_fn,
+                              generator=torch.Generator().manual_seed(0)) for data in (images, captions)]
         with autocast_for(device, amp):
-            for batch in tqdm(DataLoader(images, batch_size=batch_size, collate_fn=images.collate_fn),
-                              desc=f"encode {split.split} images", disable=not progress, leave=False):
+            for batch in progress_bar(loaders[0], desc=f"encode {split.split} images", unit="batches",
+                                      enabled=progress):
                 batch = batch.to(device)
                 img_chunks.append(model.encode_images(batch.images, batch.image_lengths, batch.extras).to("cpu"))
-            for batch in tqdm(DataLoader(captions, batch_size=batch_size, collate_fn=captions.collate_fn),
-                              desc=f"encode {split.split} captions", disable=not progress, leave=False):
+            for batch in progress_bar(loaders[1], desc=f"encode {split.split} captions", unit="batches",
+                                      enabled=progress):
                 batch = batch.to(device)
                 cap_chunks.append(model.encode_captions(batch.captions, batch.caption_lengths,
                                                         batch.extras).to("cpu"))

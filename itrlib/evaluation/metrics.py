@@ -1,4 +1,5 @@
-"""Ranks and recalls of image-text retrieval (SPEC-COMMON §5.3), counted in one fused pass over the scores.
+"""Ranks and recalls of image-text retrieval (as the ``i2t``/``t2i`` of woodfrog/vse_infty; tie rules:
+docs/PAPER_DIFFERENCES.md section 1), counted in one fused pass over the scores.
 
 ``sims`` is the (N_img, N_img * caps_per_image) score matrix; caption ``c`` belongs to image
 ``c // caps_per_image``, so image ``i`` owns the captions ``[caps_per_image * i, caps_per_image * (i + 1))``.

@@ -1,4 +1,5 @@
-"""Evaluation protocols (SPEC-COMMON §5.4): Flickr30K 1K, COCO 5K and COCO 5-fold 1K.
+"""Evaluation protocols of the papers (AFA Sec. 4, as woodfrog/vse_infty evaluates them; docs/PAPER_DIFFERENCES.md
+section 1): Flickr30K 1K, COCO 5K and COCO 5-fold 1K.
 
 ``PROTOCOLS`` is the one list of protocol names in the suite (the CLI, the profiles and the paper tables
 read it).

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from itrlib.progress import progress_bar
 
 
 def block_shape(n_img: int, n_cap: int, max_pairs: int) -> tuple[int, int]:
@@ -42,8 +43,7 @@ def sharded_scores(score_fn: Callable[[Any, Any], torch.Tensor], img_emb: Any, c
         raise ValueError(f"shard sizes must be >= 1, got img_shard={img_shard}, cap_shard={cap_shard}")
     n_img, n_cap = len(img_emb), len(cap_emb)
     scores = torch.empty(n_img, n_cap, dtype=torch.float32)
-    bar = tqdm(total=n_img * n_cap, desc=desc, unit="pair", unit_scale=True, disable=not progress,
-               leave=False)
+    bar = progress_bar(total=n_img * n_cap, desc=desc, unit="pairs", unit_scale=True, enabled=progress)
     with torch.no_grad(), bar:
         for i0 in range(0, n_img, img_shard):
             i1 = min(i0 + img_shard, n_img)

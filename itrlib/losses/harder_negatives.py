@@ -1,7 +1,8 @@
 """AFA's harder negatives (eq. 5-7): mix the two modalities of each pair and rank against the mixtures.
 
 For pair i: ``v^g_i = l1_i * v_i + (1 - l1_i) * t_i`` and ``t^g_i = l2_i * t_i + (1 - l2_i) * v_i`` with
-``l1, l2 ~ Beta(t, t)`` drawn independently per sample (SPEC-AFA §2). With ``G_ij = cos(v^g_i, t^g_j)``
+``l1, l2 ~ Beta(t, t)`` drawn independently per sample (a choice the paper leaves open,
+docs/PAPER_DIFFERENCES.md section 2). With ``G_ij = cos(v^g_i, t^g_j)``
 the extra terms are the hinge triplet loss on G with margin alpha2. Their positive is, as eq. 7 prints it,
 the REAL pair ``S_ii`` (``positive="real"``), or the mixed pair ``G_ii`` (``positive="mixed"``: VSE++
 max-violation applied to G alone). With ``"real"`` the hinge cannot close while intra-modal similarities

@@ -4,9 +4,9 @@ image regions (B, K, D_img) -> MLP_v (fc + residual MLP) -> aggregation -> MAX_d
 caption tokens (B, L)       -> BERT/BiGRU -> MLP_t -> aggregation -> MAX_dim -> L2 norm -> h_txt
 score = h_vis @ h_txt.T; loss = eq. 7: VSE++ terms (alpha1) + mixed "harder" terms (alpha2).
 
-No public code exists; every open choice is a field of :class:`AFAConfig` with the default SPEC-AFA
-recommends. Switches reproduce Table 3: ``aggregation`` (II), ``pooling`` max/mean (III),
-``harder_negatives`` (IV).
+No public code exists; every open choice is a field of :class:`AFAConfig` (defaults, switches and measured
+effects: docs/PAPER_DIFFERENCES.md section 2). Switches reproduce Table 3: ``aggregation`` (II),
+``pooling`` max/mean (III), ``harder_negatives`` (IV).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from itrlib.nn.text_encoders import build_token_encoder
 
 @dataclass
 class AFAConfig:
-    """AFA hyper-parameters; defaults from SPEC-AFA §2 (the paper leaves them open)."""
+    """AFA hyper-parameters; the paper leaves them open, the defaults are listed in docs/PAPER_DIFFERENCES.md."""
 
     name: str = "afa"
     embed_size: int = 1024
@@ -136,7 +136,7 @@ def build_afa(config: AFAConfig, *, feature_dim: int, text: TextConfig, tokenize
     return AFAModel(config, feature_dim, encoder)
 
 
-# Table 3 rows as config overrides (SPEC-AFA §3). The MLP (I) is kept in every row, as in the paper.
+# Table 3 rows as config overrides (paper Table 3). The MLP (I) is kept in every row, as in the paper.
 ABLATION_ROWS: dict[str, list[str]] = {
     "I": ["model.aggregation=false", "model.pooling=mean", "model.harder_negatives=false"],
     "I+II": ["model.aggregation=true", "model.pooling=mean", "model.harder_negatives=false"],

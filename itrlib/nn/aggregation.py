@@ -3,7 +3,8 @@
 Per sample, on its n valid tokens: (1) shuffle, (2) split into src = first floor(n/2) and dst = the rest,
 (3) match every src token to its most cosine-similar dst token, (4) keep the k pairs with the highest
 similarity (k_eff = min(k, floor(n/2))), (5) merge each kept pair by averaging — several src tokens that
-chose the same dst are averaged together with it (ToMe's scatter-mean, SPEC-AFA §1.3) — and
+chose the same dst are averaged together with it (ToMe's scatter-mean, facebookresearch/ToMe; a choice
+the paper leaves open, docs/PAPER_DIFFERENCES.md section 2) — and
 (6) concatenate the unmerged src tokens with all dst tokens: n - k_eff tokens remain.
 
 Batched over samples with different lengths: padded positions are never matched, merged or kept. Steps

@@ -27,7 +27,12 @@ class BertTokenFeatures(nn.Module):
     def __init__(self, path: str | Path, embed_size: int | None, pad_id: int = 0):
         super().__init__()
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
+        from itrlib.progress import progress_mode
+
+        if progress_mode() != "bars":  # no "Loading weights" bar in logs and executed notebooks
+            hf_logging.disable_progress_bar()
         try:
             self.bert = AutoModel.from_pretrained(str(path), local_files_only=True)
         except OSError as exc:

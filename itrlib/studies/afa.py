@@ -6,19 +6,36 @@ the three AFA notebooks share it instead of training it three times.
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
 from itrlib.experiments import train_variants
 from itrlib.models.afa import ABLATION_ROWS, TOPK_RATIOS, AFAConfig
 from itrlib.nn.aggregation import merge_count
-from itrlib.report.tables import metrics_frame
+from itrlib.report.paper import paper_sweep, paper_sweep_note, paper_training
+from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
+from itrlib.report.results import Results, ours_title, paper_title, table_caption
+from itrlib.report.tables import Caption, metrics_frame
 
 FULL_RUN = "afa"
 PRINTED_EQ7_ROW = "I+II+III+IV (eq. 7 as printed)"
 """The full model with the real positive S_ii in the harder-negative terms (``model.mixed_positive=real``)."""
 PRINTED_EQ7_RUN = "afa_eq7_printed"
 PRINTED_EQ7_OVERRIDES = ["model.mixed_positive=real"]
+ROW_DESCRIPTIONS: dict[str, str] = {
+    "I": "(I) MLP + mean pooling + VSE++ loss",
+    "I+II": "(II) + feature aggregation",
+    "I+II+III": "(III) mean → dimension-wise max selection",
+    "I+II+III+IV": "(IV) + harder-negative loss = full AFA",
+    PRINTED_EQ7_ROW: "\"eq. 7 as printed\": full AFA with the real positive S_ii in the harder-negative terms "
+                     "(not a row of the paper)",
+}
+"""What each Table 3 row adds (rows are cumulative: I+II is row I plus aggregation)."""
+REGIONS = 36
+"""Regions per image of the precomp features: the k of Fig. 3 is counted for this many tokens."""
+K_COLUMN = f"k ({REGIONS} regions)"
+K_AXIS = f"merged pairs k (of {REGIONS} regions)"
 SMOKE_RATIOS: tuple[float, ...] = (0.0, AFAConfig.merge_ratio)
 """The smoke profile trains two points of the sweep: enough to exercise the code, fast enough for tests."""
 
@@ -35,13 +52,14 @@ def ablation_run_name(row: str) -> str:
     return FULL_RUN if not ABLATION_ROWS[row] else f"afa_table3_{row}"
 
 
-def run_ablation(profile: str, *, data_root: str | None = None, overrides: list[str] | None = None,
+def run_ablation(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
+                 overrides: list[str] | None = None,
                  progress: bool = True) -> dict[str, dict[str, dict]]:
     """Train (or reuse) and evaluate every row of :func:`ablation_rows`: ``{row: {protocol: eval result}}``."""
     rows = ablation_rows()
     names = {row: ablation_run_name(row) for row in rows}
     results = train_variants("afa", profile, {names[row]: rows[row] for row in rows},
-                             data_root=data_root, overrides=overrides, progress=progress)
+                             data_root=data_root, bert_path=bert_path, overrides=overrides, progress=progress)
     return {row: results[names[row]] for row in rows}
 
 
@@ -55,18 +73,93 @@ def topk_run_name(ratio: float) -> str:
     return FULL_RUN if ratio == AFAConfig.merge_ratio else f"afa_ratio_{ratio}"
 
 
-def run_topk_sweep(profile: str, *, data_root: str | None = None, overrides: list[str] | None = None,
+def run_topk_sweep(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
+                   overrides: list[str] | None = None,
                    progress: bool = True) -> dict[float, dict[str, dict]]:
     """Train (or reuse) and evaluate one run per merge ratio: ``{ratio: {protocol: eval result}}``."""
     ratios = sweep_ratios(profile)
     results = train_variants("afa", profile, {topk_run_name(r): [f"model.merge_ratio={r}"] for r in ratios},
-                             data_root=data_root, overrides=overrides, progress=progress)
+                             data_root=data_root, bert_path=bert_path, overrides=overrides, progress=progress)
     return {r: results[topk_run_name(r)] for r in ratios}
 
 
-def topk_sweep_table(results: dict[float, dict[str, dict]], regions: int = 36) -> pd.DataFrame:
+def merged_pairs(ratio: float, regions: int = REGIONS) -> int:
+    """k: the pairs merged in an image of ``regions`` regions at merge ratio ``ratio``."""
+    return int(merge_count(torch.tensor([regions]), ratio=ratio))
+
+
+def default_k(regions: int = REGIONS) -> int:
+    """k of the default ``AFAConfig.merge_ratio`` (9 of 36 regions)."""
+    return merged_pairs(AFAConfig.merge_ratio, regions)
+
+
+def topk_sweep_table(results: dict[float, dict[str, dict]], regions: int = REGIONS) -> pd.DataFrame:
     """One row per (ratio, protocol) with k, the pairs merged in an image of ``regions`` regions."""
-    rows = [{"merge_ratio": ratio, f"k ({regions} regions)": int(merge_count(torch.tensor([regions]), ratio=ratio)),
+    rows = [{"merge_ratio": ratio, f"k ({regions} regions)": merged_pairs(ratio, regions),
              "protocol": protocol, **result["metrics"]}
             for ratio, by_protocol in results.items() for protocol, result in by_protocol.items()]
     return metrics_frame(rows)
+
+
+# --- captions and figures of the notebooks -------------------------------------------------------------
+
+
+def ablation_rows_text() -> str:
+    """What rows I–IV (and the eq. 7 row) are, for a caption or a figure note."""
+    return "; ".join(ROW_DESCRIPTIONS[row] for row in ablation_rows())
+
+
+def ablation_caption(by_row: Results, table: pd.DataFrame, protocol: str, profile: str) -> Caption:
+    """Caption of the Table 3 table (:func:`itrlib.report.results.variant_table` of :func:`run_ablation`)."""
+    return table_caption(f"AFA Table 3 ablation on {protocol}: itrlib beside the AFA paper", by_row, table,
+                         profile, protocols=[protocol], rows=ablation_rows_text())
+
+
+def plot_ablation(table: pd.DataFrame, by_row: Results, protocol: str, profile: str) -> plt.Figure:
+    """Table 3 rSum per row: ours and the AFA paper's in separate panels, rows I–IV explained underneath."""
+    return plot_ours_beside_paper(table, metric="rSum", group="variant", hue="source",
+                                  ours_title=ours_title(by_row, profile, [protocol]),
+                                  paper_title=paper_title(table, [protocol]),
+                                  title=f"AFA Table 3 rows: rSum on {protocol}", note=ablation_rows_text())
+
+
+def fig3_paper_points() -> pd.DataFrame:
+    """The points of the AFA paper's Fig. 3 in the packaged CSVs (:func:`itrlib.report.paper.paper_sweep`):
+    empty, the paper prints none."""
+    return paper_sweep("AFA", "Fig. 3", "k")
+
+
+def fig3_reference() -> str:
+    """Where Fig. 3's reference values come from, or why there are none."""
+    points = fig3_paper_points()
+    if not points.empty:
+        return f"the AFA paper's curve: {', '.join(dict.fromkeys(points['source']))}"
+    return (f"none: the AFA paper's Fig. 3 gives no values, only the trend "
+            f"({paper_sweep_note('AFA', 'Fig. 3')})")
+
+
+def _labelled(results: dict[float, dict[str, dict]]) -> Results:
+    return {f"merge_ratio={ratio:g}": by_protocol for ratio, by_protocol in results.items()}
+
+
+def topk_caption(results: dict[float, dict[str, dict]], table: pd.DataFrame, profile: str) -> Caption:
+    """Caption of the Fig. 3 table (:func:`topk_sweep_table`)."""
+    rows = (f"one row per merge ratio and protocol; {K_COLUMN} = the pairs merged in an image of {REGIONS} "
+            f"regions, k = min(floor(ratio·{REGIONS}), {REGIONS // 2}); the default ratio "
+            f"{AFAConfig.merge_ratio:g} gives k = {default_k()}")
+    return table_caption("AFA Fig. 3: rSum against the merged pairs k", _labelled(results), table, profile,
+                         rows=rows, references=fig3_reference())
+
+
+def plot_topk_sweep(table: pd.DataFrame, results: dict[float, dict[str, dict]], profile: str) -> plt.Figure:
+    """rSum against k (ours), the default k marked, beside the paper's Fig. 3 in its own panel (its values
+    when the packaged CSVs have them, else a note that the paper gives only the trend)."""
+    protocols = list(dict.fromkeys(table["protocol"]))
+    return plot_sweep(table, x=K_COLUMN, y="rSum", xlabel=K_AXIS, title="AFA Fig. 3: rSum against k",
+                      default=default_k(),
+                      default_label=f"default k = {default_k()} (merge_ratio {AFAConfig.merge_ratio:g})",
+                      ours_title=ours_title(_labelled(results), profile, protocols),
+                      paper=fig3_paper_points(),
+                      paper_title=f"AFA paper, Fig. 3 — real Flickr30K (1K test presumably: 1,000 test images), "
+                                  f"{paper_training('AFA')}",
+                      paper_note=paper_sweep_note("AFA", "Fig. 3"))

@@ -1,0 +1,128 @@
+"""Execute the suite's notebooks headlessly with papermill, one profile at a time, timing each.
+
+Used by ``make notebooks`` / ``make reproduce-tables`` and ``python -m itrlib notebooks``. Every notebook
+gets the same parameters (``profile``, and when given ``data_root``, ``bert_path``, ``overrides``); the
+executed copies go to the profile's ``notebooks/`` folder beside its runs, tables and figures, with
+``timings.json`` (start, end and seconds of each notebook). The log holds only what the cells print:
+progress as plain lines (``ITRLIB_PROGRESS=lines`` unless set), no kernel chatter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from itrlib.errors import ItrlibError
+from itrlib.io import atomic_write_json
+from itrlib.notebook import find_project_root
+from itrlib.profiles import get_profile
+from itrlib.progress import PROGRESS_ENV, format_seconds
+
+NOTEBOOK_DIR = "notebooks"
+TIMINGS_FILE = "timings.json"
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+"""Kernel arguments: no start-up warnings (e.g. about its local TCP sockets) in the log."""
+
+
+@dataclass(frozen=True)
+class NotebookTiming:
+    notebook: str
+    """Path relative to the project root, e.g. ``notebooks/afa/02_ablation.ipynb``."""
+    executed: str
+    """The executed copy."""
+    started: str
+    """Local start time, ISO format."""
+    seconds: float
+    ok: bool
+
+
+def project_notebooks(root: str | Path | None = None) -> list[Path]:
+    """Every notebook under ``notebooks/`` in run order (sorted paths: ``00_baseline`` first), relative."""
+    root = Path(root or find_project_root())
+    found = sorted(p.relative_to(root) for p in (root / NOTEBOOK_DIR).rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts)
+    if not found:
+        raise ItrlibError(f"no notebooks under {root / NOTEBOOK_DIR}")
+    return found
+
+
+def executed_name(notebook: str | Path) -> str:
+    """``notebooks/afa/01_train_eval.ipynb`` -> ``afa__01_train_eval.ipynb`` (one flat folder)."""
+    parts = Path(notebook).parts
+    return "__".join(parts[1:] if parts and parts[0] == NOTEBOOK_DIR else parts)
+
+
+def notebook_parameters(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
+                        overrides: Sequence[str] = ()) -> dict:
+    """The papermill parameters every notebook takes; unset ones keep the notebook's default."""
+    get_profile(profile)  # an unknown profile fails before any kernel starts
+    params: dict = {"profile": profile}
+    if data_root:
+        params["data_root"] = str(data_root)
+    if bert_path:
+        params["bert_path"] = str(bert_path)
+    if overrides:
+        params["overrides"] = list(overrides)
+    return params
+
+
+def run_notebooks(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
+                  overrides: Sequence[str] = (), only: Sequence[str] = (), root: str | Path | None = None
+                  ) -> list[NotebookTiming]:
+    """Execute the project's notebooks (or those whose path contains one of ``only``) under ``profile``.
+
+    Prints a start and an end line per notebook and a timing table at the end; stops at the first failure
+    (the partly executed copy is kept and named in the error). Returns the timings, also written to
+    ``<profile output>/notebooks/timings.json``.
+    """
+    import papermill
+
+    root = Path(root or find_project_root())
+    params = notebook_parameters(profile, data_root=data_root, bert_path=bert_path, overrides=overrides)
+    notebooks = [nb for nb in project_notebooks(root) if not only or any(key in str(nb) for key in only)]
+    if not notebooks:
+        raise ItrlibError(f"no notebook path contains any of {list(only)}; notebooks: "
+                          f"{', '.join(map(str, project_notebooks(root)))}")
+    out_dir = root / get_profile(profile).notebooks_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(PROGRESS_ENV, "lines")  # inherited by the kernels
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    timings: list[NotebookTiming] = []
+    for index, notebook in enumerate(notebooks, 1):
+        executed = out_dir / executed_name(notebook)
+        started, clock = datetime.now().isoformat(timespec="seconds"), time.monotonic()
+        print(f"[{index}/{len(notebooks)}] {notebook} ({shown}) started {started}", flush=True)
+        ok = False
+        try:
+            papermill.execute_notebook(str(root / notebook), str(executed), parameters=params, cwd=str(root),
+                                       log_output=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+                                       progress_bar=False, extra_arguments=QUIET_KERNEL)
+            ok = True
+        finally:
+            seconds = time.monotonic() - clock
+            timings.append(NotebookTiming(str(notebook), str(executed.relative_to(root)), started, seconds, ok))
+            _write_timings(out_dir / TIMINGS_FILE, profile, params, timings)
+            verdict = "done" if ok else "FAILED (partly executed copy kept)"
+            print(f"[{index}/{len(notebooks)}] {notebook} {verdict} in {format_seconds(seconds)} -> "
+                  f"{executed.relative_to(root)}", flush=True)
+    print(timing_table(timings), flush=True)
+    return timings
+
+
+def timing_table(timings: Sequence[NotebookTiming]) -> str:
+    """A Markdown table of wall times per notebook and the total."""
+    lines = ["| notebook | wall time |", "|---|---|"]
+    lines += [f"| {t.notebook}{'' if t.ok else ' (failed)'} | {format_seconds(t.seconds)} |" for t in timings]
+    lines.append(f"| total | {format_seconds(sum(t.seconds for t in timings))} |")
+    return "\n".join(lines)
+
+
+def _write_timings(path: Path, profile: str, params: dict, timings: Sequence[NotebookTiming]) -> None:
+    atomic_write_json(path, {"profile": profile, "parameters": params,
+                             "total_seconds": sum(t.seconds for t in timings),
+                             "notebooks": [asdict(t) for t in timings]})
