@@ -78,7 +78,9 @@ def eval_line(run_dir: str | Path, result: dict) -> str:
     metrics, timing = result["metrics"], result.get("timing", {})
     times = ", ".join(f"{key.removesuffix('_s')} {value:.2f} s" for key, value in timing.items()
                       if key.endswith("_s") and isinstance(value, int | float))
-    return (f"{Path(run_dir).name}: {result['protocol']} on {result['split']} ({result['n_images']} images): "
+    folds = len(result.get("folds", []))
+    images = f"{result['n_images']} images" + (f", {folds} folds of {result['n_images'] // folds}" if folds > 1 else "")
+    return (f"{Path(run_dir).name}: {result['protocol']} on {result['split']} ({images}): "
             f"rSum {metrics['rsum']:.1f}, i2t R@1 {metrics['i2t_r1']:.1f}, t2i R@1 {metrics['t2i_r1']:.1f}"
             + (f" [{times}]" if times else ""))
 

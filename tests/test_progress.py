@@ -92,6 +92,9 @@ def test_training_and_evaluation_report_readable_lines(monkeypatch, capsys, smok
     assert all("over 3 steps, dev rSum" in line for line in epochs)
     assert f"best dev rSum {summary['best_val']['rsum']:.1f} at epoch {summary['best_epoch']}" in out
     assert f"lines: f30k1k on test ({result['n_images']} images): rSum {result['metrics']['rsum']:.1f}" in out
+    folds = evaluate_run(config.run_dir, "coco1k")
+    assert f"lines: coco1k on testall (50 images, 5 folds of 10): rSum {folds['metrics']['rsum']:.1f}" in \
+        capsys.readouterr().out
     train(config)  # a finished run is reused, and says so
     assert "(finished run reused)" in capsys.readouterr().out
 

@@ -138,3 +138,17 @@ def test_training_budget_and_schedule_read_config_yaml(tmp_path):
     assert training_schedule(run) == {"hardest_from_epoch": 1, "lr_decay_epochs": [3], "lr_decay_factor": 0.1}
     with pytest.raises(FileNotFoundError, match="training budget"):
         training_budget(tmp_path / "missing")
+
+
+def test_text_encoder_is_named_with_its_size_when_the_folder_is_readable(tmp_path):
+    import json
+
+    from itrlib.report.results import text_encoder_name
+
+    folder = tmp_path / "bert-base-uncased"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 12, "hidden_size": 768}))
+    assert text_encoder_name({"bert_path": str(folder)}) == f"bert-base-uncased (12 layers, 768-d, {folder})"
+    assert text_encoder_name({"bert_path": "/absent/bert-base-uncased"}) == "bert-base-uncased"
+    assert text_encoder_name({"bert_path": "minilm"}) == "MiniLM (all-MiniLM-L6-v2)"
+    assert text_encoder_name({"encoder": "bigru", "bert_path": "minilm"}) == "BiGRU"

@@ -4,6 +4,7 @@ captions and figure titles that say what each row is: protocol, data, test image
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -120,12 +121,19 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 
 def text_encoder_name(text: Mapping) -> str:
-    """The text encoder of a config's ``text`` section: ``MiniLM (all-MiniLM-L6-v2)``, ``BiGRU`` or the
-    BERT folder's name (``bert-base-uncased``)."""
+    """The text encoder of a config's ``text`` section: ``MiniLM (all-MiniLM-L6-v2)``, ``BiGRU``, or a BERT
+    folder's name with its size when the folder is readable (``bert-base-uncased (12 layers, 768-d)``)."""
     if text.get("encoder") == "bigru":
         return "BiGRU"
     path = str(text.get("bert_path", ""))
-    return "MiniLM (all-MiniLM-L6-v2)" if path == "minilm" else Path(path).name or path
+    if path == "minilm":
+        return "MiniLM (all-MiniLM-L6-v2)"
+    name = Path(path).name or path
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        return f"{name} ({config['num_hidden_layers']} layers, {config['hidden_size']}-d, {path})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return name
 
 
 def training_budget(run_dir: str | Path) -> str:
