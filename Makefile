@@ -59,8 +59,10 @@ $(SMOKE_DATA)/dataset_card.json: $(STAMP) itrlib/data/synth.py
 
 # Executed notebooks, runs, tables and figures go to outputs/<profile>/ (timings.json beside the notebooks).
 notebooks: $(STAMP) $(if $(filter embedded,$(PROFILE)),data)
-	$(PY) -m itrlib notebooks $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) $(if $(BERT),--bert $(BERT)) \
-	  $(if $(ONLY),--only $(ONLY))
+	@echo "python -m itrlib notebooks $(strip $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) \
+	  $(if $(BERT),--bert $(BERT)) $(if $(ONLY),--only $(ONLY)))"
+	@$(PY) -m itrlib notebooks $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) \
+	  $(if $(BERT),--bert $(BERT)) $(if $(ONLY),--only $(ONLY))
 
 reproduce-tables:
 	@start=$$(date +%s); \
