@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_device(comp)
     _add_no_progress(comp)
 
-    data = _command(commands, "data", "dataset tools: synth, check")
+    data = _command(commands, "data", "dataset tools: synth, check, clip-features")
     data_commands = data.add_subparsers(dest="data_command", required=True, title="commands", metavar="COMMAND")
     sizes = "; ".join(f"{name}: " + "/".join(str(n) for n in split_sizes.values())
                       for name, split_sizes in SIZES.items())
@@ -159,6 +159,30 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--splits", nargs="+", metavar="SPLIT",
                        help="check these splits; a missing one is an error "
                             f"(default: every split of {', '.join(SPLITS)} present in the folder)")
+    clip = _command(data_commands, "clip-features", "write one CLIP image embedding per image ({split}_clip.npy)",
+                    "Embeds each image of a precomp {split}_ids.txt (one id per image, or one per caption: then "
+                    "every --caps-per-image-th line) with CLIPModel.get_image_features: the CLS token after the "
+                    "post-layernorm and the visual projection (512-d for ViT-B/32), not L2-normalised "
+                    "(normalising is the consumer's choice). Writes a float32 (N, d) .npy in the order of the "
+                    "ids; the standard name is {split}_clip.npy beside the precomp files.\n\n"
+                    "An id matches <id>.jpg/.jpeg/.png or an image whose file stem ends with the zero-padded id "
+                    "(COCO_val2014_000000391895.jpg, Flickr30K 1000092795.jpg) in the image folder or its "
+                    "subfolders. Nothing is downloaded: fetch the weights once on a machine with internet "
+                    "access, e.g. huggingface-cli download openai/clip-vit-base-patch32 --local-dir "
+                    "/models/clip-vit-base-patch32, then pass --model /models/clip-vit-base-patch32.")
+    clip.add_argument("--images", required=True, metavar="DIR",
+                      help="folder of the images (searched with its subfolders)")
+    clip.add_argument("--ids", required=True, metavar="FILE", help="the precomp {split}_ids.txt")
+    clip.add_argument("--model", required=True, metavar="PATH",
+                      help="local CLIP model folder (config.json, weights, preprocessor_config.json)")
+    clip.add_argument("--out", metavar="FILE",
+                      help="output .npy (default: {split}_clip.npy beside the ids file, which must then be "
+                           "named {split}_ids.txt)")
+    clip.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass")
+    clip.add_argument("--caps-per-image", type=int, default=5, metavar="N",
+                      help="captions per image when the ids file holds one id per caption")
+    _add_device(clip)
+    _add_no_progress(clip)
 
     nbs = _command(commands, "notebooks", "run the notebooks headlessly (papermill) for one profile",
                    "Executed copies, runs, tables and figures go to outputs/PROFILE/ (one folder per profile); "
@@ -232,6 +256,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     elif args.command == "data" and args.data_command == "check":
         _check_data(args.root, args.splits)
+    elif args.command == "data" and args.data_command == "clip-features":
+        from itrlib.data.clip_features import write_clip_features
+
+        path = write_clip_features(args.images, args.ids, args.model, args.out, batch_size=args.batch_size,
+                                   device=args.device, caps_per_image=args.caps_per_image,
+                                   progress=not args.no_progress)
+        print(f"wrote {path}")
     elif args.command == "notebooks":
         from papermill.exceptions import PapermillExecutionError
 

@@ -21,8 +21,8 @@ from itrlib.runs import evaluate_run_protocols
 
 def test_npy_and_text_side_files_are_read_per_image(smoke_data):
     split = open_split(smoke_data, "test")
-    side = load_side_inputs(split, (SideInput("global"), SideInput("label")))
-    assert side.image["global"].shape[0] == split.n_images and side.image["global"].dtype == np.float32
+    side = load_side_inputs(split, (SideInput("clip"), SideInput("label")))
+    assert side.image["clip"].shape[0] == split.n_images and side.image["clip"].dtype == np.float32
     labels = side.image["label"]
     assert labels.shape[0] == split.n_images and labels.dtype == np.int64
     first = (smoke_data / "test_label.txt").read_text().splitlines()[0].split()
@@ -32,9 +32,9 @@ def test_npy_and_text_side_files_are_read_per_image(smoke_data):
 
 def test_side_inputs_are_cut_like_the_dev_split(smoke_data):
     split = open_split(smoke_data, "dev", max_images=7)
-    side = load_side_inputs(split, (SideInput("global"), SideInput("label")))
-    assert side.image["global"].shape[0] == 7 and side.image["label"].shape[0] == 7
-    np.testing.assert_array_equal(side.image["global"], np.load(smoke_data / "dev_global.npy")[:7])
+    side = load_side_inputs(split, (SideInput("clip"), SideInput("label")))
+    assert side.image["clip"].shape[0] == 7 and side.image["label"].shape[0] == 7
+    np.testing.assert_array_equal(side.image["clip"], np.load(smoke_data / "dev_clip.npy")[:7])
 
 
 def _copy_split(src, dst, split="test"):
@@ -88,15 +88,15 @@ class SideVSEConfig(VSEConfig):
 class SideVSE(VSEModel):
     """VSE whose image embedding needs the per-image global vector and the per-image labels."""
 
-    side_inputs = (SideInput("global"), SideInput("label"))
+    side_inputs = (SideInput("clip"), SideInput("label"))
     calls: list[str] = []  # noqa: RUF012  (a class-level log the test reads)
 
     def encode_images(self, images, lengths, extras=None):
-        if not extras or "global" not in extras or "label" not in extras:
+        if not extras or "clip" not in extras or "label" not in extras:
             raise AssertionError(f"encode_images called without its side inputs: {sorted(extras or {})}")
-        assert extras["global"].shape[0] == images.shape[0] == extras["label"].shape[0]
+        assert extras["clip"].shape[0] == images.shape[0] == extras["label"].shape[0]
         SideVSE.calls.append("train" if self.training else "eval")
-        bias = extras["global"][:, :1].float().mean() * 0 + extras["label"].float().mean() * 0
+        bias = extras["clip"][:, :1].float().mean() * 0 + extras["label"].float().mean() * 0
         return super().encode_images(images, lengths) + bias
 
 

@@ -57,7 +57,7 @@ def test_layout(smoke: Path) -> None:
             assert len(set(caps[5 * i : 5 * i + 5])) == 5
         ids = [int(x) for x in (smoke / f"{split}_ids.txt").read_text().splitlines()]
         assert len(ids) == n == len(set(ids))
-        glob = np.load(smoke / f"{split}_global.npy")
+        glob = np.load(smoke / f"{split}_clip.npy")
         assert glob.shape == (n, 512) and glob.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(glob, axis=1), 1.0, atol=1e-5)
         scenes = read_scenes(smoke, split)
@@ -87,7 +87,7 @@ def test_content_independent_of_feature_dim_and_difficulty(smoke: Path, tmp_path
     for name in ("test_caps.txt", "test_label.txt", "test_scenes.jsonl", "test_ids.txt"):
         assert (hard / name).read_bytes() == (smoke / name).read_bytes()
     assert np.load(hard / "test_ims.npy").shape == (40, N_REGIONS, 32)
-    assert not np.array_equal(np.load(hard / "test_global.npy"), np.load(smoke / "test_global.npy"))
+    assert not np.array_equal(np.load(hard / "test_clip.npy"), np.load(smoke / "test_clip.npy"))
     card = json.loads((hard / "dataset_card.json").read_text())
     assert card["effective_noise"]["region_noise"] == pytest.approx(2 * SynthConfig().region_noise)
 

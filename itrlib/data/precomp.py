@@ -123,7 +123,7 @@ def open_split(root: str | Path, split: str, *, max_images: int | None = None, c
             f"{paths['caps.txt']}: {len(captions)} captions for {n_images} images in {paths['ims.npy']}; "
             f"expected {n_images * caps_per_image} ({caps_per_image} consecutive captions per image). The "
             "SCAN/VSE∞ 'im_div' fallback (one caption per image when the counts are equal) is not supported.")
-    image_ids = _read_ids(paths["ids.txt"], n_images, caps_per_image)
+    image_ids = read_ids(paths["ids.txt"], n_images, caps_per_image)
 
     source_images = None
     if max_images is not None and max_images < n_images:
@@ -181,7 +181,7 @@ def _load_features(path: Path) -> np.ndarray:
     return images
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     """UTF-8 lines without their line ends; a final newline does not start an extra line."""
     raw = path.read_bytes()
     try:
@@ -199,7 +199,7 @@ def _read_lines(path: Path) -> list[str]:
 
 def _read_captions(path: Path) -> list[str]:
     # Each line is stripped of surrounding whitespace, as the VSE∞/SCAN loaders do (line.strip()).
-    captions = [line.strip() for line in _read_lines(path)]
+    captions = [line.strip() for line in read_lines(path)]
     empty = [i + 1 for i, caption in enumerate(captions) if not caption]
     if empty:
         listed = ", ".join(map(str, empty[:_MAX_LISTED])) + (", ..." if len(empty) > _MAX_LISTED else "")
@@ -207,8 +207,10 @@ def _read_captions(path: Path) -> list[str]:
     return captions
 
 
-def _read_ids(path: Path, n_images: int, caps_per_image: int) -> np.ndarray:
-    lines = _read_lines(path)
+def read_ids(path: Path, n_images: int, caps_per_image: int) -> np.ndarray:
+    """(n_images,) int64 image ids of ``{split}_ids.txt``: one line per image, or ``caps_per_image`` per image
+    (every ``caps_per_image``-th is kept); malformed lines and other counts are DataErrors naming the line."""
+    lines = read_lines(path)
     values = []
     for number, line in enumerate(lines, start=1):
         try:

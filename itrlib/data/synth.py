@@ -12,9 +12,10 @@ About ``twin_fraction`` of the images come in "twin" pairs (same split, consecut
 objects and scene but swap attributes between two objects or change one relation, so that attribute
 binding and relations matter for retrieval.
 
-Side files: ``{split}_global.npy`` (a CLIP-like 512-d global vector computed from the scene description,
-for USER's CGE), ``{split}_label.txt`` + ``labels_vocab.txt`` (MVSEN multi-hot noun labels) and
-``{split}_scenes.jsonl`` (the scene structure, for tests and galleries). See docs/DATA_CARD.md.
+Side files: ``{split}_clip.npy`` (a CLIP-like 512-d global vector computed from the scene description,
+in the place of the CLIP image embedding USER's CGE reads), ``{split}_label.txt`` + ``labels_vocab.txt``
+(MVSEN multi-hot noun labels) and ``{split}_scenes.jsonl`` (the scene structure, for tests and galleries).
+See docs/DATA_CARD.md.
 
 Every random draw derives from ``seed``: the same arguments give byte-identical files. Structural draws
 use ``random.Random.random`` only (its sequence is guaranteed stable across Python versions); vectors use
@@ -989,7 +990,7 @@ def write_synthetic(
     """Write the synthetic dataset into ``out`` (precomp layout + side files) and return ``out``.
 
     Per split (train, dev, test, testall): ``{split}_ims.npy`` (N, 36, feature_dim) float32,
-    ``{split}_caps.txt`` (5N lines), ``{split}_ids.txt`` (N lines), ``{split}_global.npy`` (N, 512) float32,
+    ``{split}_caps.txt`` (5N lines), ``{split}_ids.txt`` (N lines), ``{split}_clip.npy`` (N, 512) float32,
     ``{split}_label.txt`` (N lines of N_LABELS 0/1 ints), ``{split}_scenes.jsonl`` (N lines); plus
     ``labels_vocab.txt``, ``dataset_card.json`` and ``README.md``. Same arguments => byte-identical files.
     """
@@ -1032,7 +1033,7 @@ def write_synthetic(
                 "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records),
             )
             glob = _global_vectors(scenes, seed, split_idx, cfg)
-            atomic_save(out / f"{split}_global.npy", lambda f, a=glob: np.save(f, a))
+            atomic_save(out / f"{split}_clip.npy", lambda f, a=glob: np.save(f, a))
             feat_stats = _write_features(out / f"{split}_ims.npy", scenes, seed, split_idx, dim, cfg, bar)
             split_stats[split] = {
                 "images": len(scenes),
@@ -1087,7 +1088,7 @@ Layout (SCAN/VSE∞ precomp):
 - `{{split}}_ids.txt`: one integer id per image.
 
 Side files:
-- `{{split}}_global.npy`: float32 (N, {card["global_dim"]}) L2-normalised CLIP-like global vectors (USER CGE);
+- `{{split}}_clip.npy`: float32 (N, {card["global_dim"]}) L2-normalised CLIP-like global vectors (USER CGE);
 - `{{split}}_label.txt`: {card["vocab_sizes"]["labels"]} space-separated 0/1 noun labels per image (MVSEN),
   in the order of `labels_vocab.txt`;
 - `{{split}}_scenes.jsonl`: the scene structure of each image (objects, attributes, relations, twin);

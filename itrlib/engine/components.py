@@ -10,6 +10,7 @@ import torch
 from itrlib.config import RunConfig, TextConfig, load_config
 from itrlib.data.precomp import PrecompSplit, open_split
 from itrlib.data.text import BertWordPieceTokenizer, Tokenizer, Vocabulary, resolve_bert_path
+from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint
 from itrlib.engine.run_folder import check_same_run, load_model_state, stored_config
 from itrlib.errors import ItrlibError
@@ -18,16 +19,6 @@ from itrlib.models.registry import build_model
 
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.yaml"
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ItrlibError(f"train.device={spec!r} but CUDA is not available (use 'auto' or 'cpu')")
-    return device
 
 
 def build_tokenizer(text: TextConfig, run_dir: Path, train_captions: list[str] | None = None) -> Tokenizer:
@@ -78,7 +69,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto"
     tokenizer = build_tokenizer(config.text, run_dir)
     model = create_model(config, int(state["feature_dim"]), tokenizer)
     load_model_state(model, state, path, config, int(state["feature_dim"]))
-    target = resolve_device(device)
+    target = resolve_device(device, "--device")
     model.to(target).eval()
     return LoadedRun(config, model, tokenizer, target, state)
 

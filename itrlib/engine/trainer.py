@@ -30,6 +30,7 @@ from itrlib.config import RunConfig, dump_yaml, load_config, to_dict
 from itrlib.data.datasets import PairDataset
 from itrlib.data.scan_cache import check_split_features
 from itrlib.data.side_inputs import load_side_inputs
+from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from itrlib.engine.components import (
     CONFIG_FILE,
@@ -38,7 +39,6 @@ from itrlib.engine.components import (
     create_model,
     open_train_split,
     open_val_split,
-    resolve_device,
 )
 from itrlib.engine.run_folder import check_same_run, load_model_state, remove_leftover_temps, stored_config
 from itrlib.engine.run_lock import RunLock
@@ -82,7 +82,7 @@ class Trainer:
         self._check_existing_config()
         self._resume_state = self._load_resume_state()
         seed_everything(config.train.seed)
-        self.device = resolve_device(config.train.device)
+        self.device = resolve_device(config.train.device, "train.device")
         self.amp = config.train.amp and self.device.type == "cuda"
 
         self.train_split = open_train_split(config)
