@@ -94,7 +94,7 @@ def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
     """Build the embedded dataset at ``config.data.root`` if this profile uses one and it is missing."""
     spec = get_profile(profile)
     root = Path(config.data.root)
-    if spec.synth_size is not None and not (root / "dataset_card.json").is_file():
+    if spec.synthetic and not (root / "dataset_card.json").is_file():
         from itrlib.data.synth import write_synthetic
 
         write_synthetic(root, size=spec.synth_size, progress=progress)

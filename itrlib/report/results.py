@@ -159,11 +159,15 @@ def training_schedule(run_dir: str | Path) -> dict:
             "lr_decay_factor": float(train.get("lr_decay_factor", 0.1))}
 
 
+def data_kind(profile: str) -> str:
+    """``embedded synthetic data`` for a profile that builds the embedded dataset, else ``real precomp features``."""
+    return "embedded synthetic data" if get_profile(profile).synthetic else "real precomp features"
+
+
 def data_text(profile: str, data_root: str | None = None) -> str:
     """Our rows' data: ``embedded synthetic data (profile smoke, data/synthetic-smoke)`` when the profile
     builds the embedded dataset (``Profile.synth_size``), else ``real precomp features (...)``."""
-    spec = get_profile(profile)
-    kind = "embedded synthetic data" if spec.synth_size is not None else "real precomp features"
+    kind = data_kind(profile)
     where = f"profile {profile}" + (f", {data_root}" if data_root else "")
     return f"{kind} ({where})"
 
@@ -234,7 +238,7 @@ def table_caption(title: str, ours: Results, table: pd.DataFrame, profile: str, 
     if with_paper:
         datasets = dict.fromkeys(DATASET_NAMES[get_protocol(p).paper_dataset] for p in with_paper)
         data += f"; paper rows: real {' and '.join(datasets)} as printed in the papers"
-        if get_profile(profile).synth_size is not None:
+        if get_profile(profile).synthetic:
             data += " (a scale reference only: synthetic numbers are not comparable with them)"
     images = "; ".join(_images_item(p, ours, p in with_paper) for p in protocols)
     training = f"itrlib rows: {_budget_text(ours, protocols)}"
@@ -258,7 +262,7 @@ def _images_item(protocol: str, ours: Results, with_paper: bool) -> str:
 def ours_title(ours: Results, profile: str, protocols: Sequence[str]) -> str:
     """Figure panel title of our rows, e.g. ``itrlib — embedded synthetic data, 200 test images (f30k1k),
     MiniLM (all-MiniLM-L6-v2), 4 epochs, batch size 128``."""
-    kind = "embedded synthetic data" if get_profile(profile).synth_size is not None else "real precomp features"
+    kind = data_kind(profile)
     images = ", ".join(f"{images_text([images_per_evaluation(r) for r in _results_of(ours, [p])], p)} ({p})"
                        for p in protocols)
     budget = _budget_text(ours, protocols).replace("text encoder ", "")

@@ -85,11 +85,11 @@ def metrics_frame(rows: list[dict], columns: Mapping[str, str] = STANDARD_COLUMN
     """One row per dict: its label keys (e.g. ``method``) first, then ``columns`` (metric key -> label).
 
     Metrics of ``retrieval_metrics`` not named in ``columns`` (e.g. ``i2t_medr``) are left out. Metric
-    values are rounded to one decimal, as in the papers; a metric a row lacks is NaN.
+    values are rounded to :data:`METRIC_DECIMALS` decimals, as in the papers; a metric a row lacks is NaN.
     """
     frame = pd.DataFrame(rows)
     labels = [key for key in frame.columns if key not in columns and key not in _METRIC_KEYS]
-    metrics = frame.reindex(columns=list(columns)).astype(float).round(1).rename(columns=dict(columns))
+    metrics = frame.reindex(columns=list(columns)).astype(float).round(METRIC_DECIMALS).rename(columns=dict(columns))
     return pd.concat([frame[labels], metrics], axis=1)
 
 

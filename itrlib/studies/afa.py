@@ -93,9 +93,9 @@ def default_k(regions: int = REGIONS) -> int:
     return merged_pairs(AFAConfig.merge_ratio, regions)
 
 
-def topk_sweep_table(results: dict[float, dict[str, dict]], regions: int = REGIONS) -> pd.DataFrame:
-    """One row per (ratio, protocol) with k, the pairs merged in an image of ``regions`` regions."""
-    rows = [{"merge_ratio": ratio, f"k ({regions} regions)": merged_pairs(ratio, regions),
+def topk_sweep_table(results: dict[float, dict[str, dict]]) -> pd.DataFrame:
+    """One row per (ratio, protocol) with k (:data:`K_COLUMN`), the pairs merged in an image of 36 regions."""
+    rows = [{"merge_ratio": ratio, K_COLUMN: merged_pairs(ratio),
              "protocol": protocol, **result["metrics"]}
             for ratio, by_protocol in results.items() for protocol, result in by_protocol.items()]
     return metrics_frame(rows)
