@@ -1,5 +1,6 @@
 """Shared fixtures: a smoke-sized synthetic dataset in the precomp layout, and fast run configs."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,15 @@ def _fast_config(data_root: Path, out: Path, name: str = "run", *extra: str) -> 
         f"data.root={data_root}", f"output_dir={out}", f"name={name}", "model.embed_size=32",
         "train.batch_size=16", "train.epochs=2", "train.max_steps_per_epoch=3", "train.checkpoint_every=2",
         *extra])
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory) -> Path:
+    """A folder for the runs one test module shares, removed after its last test: a smoke run folder holds
+    ~100-400 MB (MiniLM's weights, and its Adam state in ``last.pt``), and CI disks are small."""
+    path = tmp_path_factory.mktemp("module")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,9 @@ def test_train_then_eval_every_protocol(smoke_data, tmp_path, capsys):
             "train.max_steps_per_epoch=3"]
     assert main(args) == 0
     run = tmp_path / "cli"
-    for name in ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "train_summary.json"):
+    for name in ("config.yaml", "metrics.jsonl", "best.pt", "train_summary.json"):
         assert (run / name).is_file(), name
+    assert not (run / "last.pt").exists()  # smoke presets keep no resume state once finished
     assert main(["eval", "--run", str(run), "--protocol", "f30k1k", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["eval", "--run", str(run), "--protocol", "coco1k", "coco5k", "--no-progress"]) == 0

@@ -17,25 +17,28 @@ def _records(run_dir):
 def _weights(path):
     return torch.load(path, weights_only=False)["model"]
 
+KEEP_LAST = "train.keep_last=true"
+"""The resume tests compare and reuse ``last.pt`` of finished runs (smoke presets delete it)."""
+
 
 @pytest.fixture(scope="module")
-def reference_run(smoke_data, tmp_path_factory, fast_config):
+def reference_run(smoke_data, module_dir, fast_config):
     """One uninterrupted run that the determinism and resume tests compare against."""
-    out = tmp_path_factory.mktemp("runs")
-    summary = Trainer(fast_config(smoke_data, out, "ref"), progress=False).fit()
+    out = module_dir
+    summary = Trainer(fast_config(smoke_data, out, "ref", KEEP_LAST), progress=False).fit()
     return out / "ref", summary
 
 
 def test_same_seed_gives_identical_metrics(smoke_data, tmp_path, fast_config, reference_run):
     ref_dir, ref_summary = reference_run
-    again = Trainer(fast_config(smoke_data, tmp_path, "ref"), progress=False).fit()
+    again = Trainer(fast_config(smoke_data, tmp_path, "ref", KEEP_LAST), progress=False).fit()
     assert again["best_val"] == ref_summary["best_val"]
     assert _records(tmp_path / "ref") == _records(ref_dir)
 
 
 def test_killed_run_resumes_to_the_same_result(smoke_data, tmp_path, fast_config, reference_run):
     ref_dir, ref_summary = reference_run
-    crashing = Trainer(fast_config(smoke_data, tmp_path, "ref"), progress=False)
+    crashing = Trainer(fast_config(smoke_data, tmp_path, "ref", KEEP_LAST), progress=False)
 
     def crash(step):
         if step == 5:  # mid second epoch, one step after the step-4 checkpoint
@@ -46,7 +49,7 @@ def test_killed_run_resumes_to_the_same_result(smoke_data, tmp_path, fast_config
         crashing.fit()
     assert not (tmp_path / "ref" / "train_summary.json").exists()
 
-    resumed = Trainer(fast_config(smoke_data, tmp_path, "ref"), progress=False).fit()
+    resumed = Trainer(fast_config(smoke_data, tmp_path, "ref", KEEP_LAST), progress=False).fit()
     assert resumed["best_val"] == ref_summary["best_val"]
     assert _records(tmp_path / "ref") == _records(ref_dir)
     for key, value in _weights(ref_dir / "last.pt").items():
@@ -57,10 +60,11 @@ def test_finished_run_is_not_retrained_and_other_config_is_refused(smoke_data, f
     ref_dir, ref_summary = reference_run
     out = ref_dir.parent
     lines = len(read_jsonl(ref_dir / "metrics.jsonl"))
-    assert Trainer(fast_config(smoke_data, out, "ref"), progress=False).fit()["best_val"] == ref_summary["best_val"]
+    again = Trainer(fast_config(smoke_data, out, "ref", KEEP_LAST), progress=False).fit()
+    assert again["best_val"] == ref_summary["best_val"]
     assert len(read_jsonl(ref_dir / "metrics.jsonl")) == lines + 1  # only a resume marker
     with pytest.raises(ItrlibError, match="different config"):
-        Trainer(fast_config(smoke_data, out, "ref", "train.lr=1e-3"), progress=False)
+        Trainer(fast_config(smoke_data, out, "ref", KEEP_LAST, "train.lr=1e-3"), progress=False)
 
 
 def test_unknown_loss_weight_is_an_error(smoke_data, tmp_path, fast_config):

@@ -21,9 +21,9 @@ from itrlib.scores import load_scores
 
 
 @pytest.fixture(scope="module")
-def runs(smoke_data, tmp_path_factory, fast_config):
+def runs(smoke_data, module_dir, fast_config):
     """Two trained runs of different seeds (members of composites)."""
-    out = tmp_path_factory.mktemp("runs")
+    out = module_dir
     for name, seed in (("a", 0), ("b", 1)):
         Trainer(fast_config(smoke_data, out, name, f"train.seed={seed}"), progress=False).fit()
     return out / "a", out / "b"

@@ -22,14 +22,16 @@ HOLD_LOCK = ("import sys, time; from itrlib.engine.run_lock import RunLock; lock
 
 
 def _config(fast_config, data, out, name, *extra):
-    """One epoch of one step (embed size 32): the run of ``finished_run``, changed by ``extra``."""
-    return fast_config(data, out, name, "train.epochs=1", "train.max_steps_per_epoch=1", *extra)
+    """One epoch of one step (embed size 32), keeping ``last.pt``: the run of ``finished_run``, changed by
+    ``extra``."""
+    return fast_config(data, out, name, "train.epochs=1", "train.max_steps_per_epoch=1", "train.keep_last=true",
+                       *extra)
 
 
 @pytest.fixture(scope="module")
-def finished_run(smoke_data, tmp_path_factory, fast_config):
+def finished_run(smoke_data, module_dir, fast_config):
     """A finished run of ``_config``: its folder holds config.yaml, last.pt and best.pt."""
-    out = tmp_path_factory.mktemp("runs")
+    out = module_dir
     Trainer(_config(fast_config, smoke_data, out, "src"), progress=False).fit()
     return out / "src"
 
@@ -120,6 +122,19 @@ def test_raising_epochs_continues_a_finished_run(smoke_data, tmp_path, fast_conf
     assert summary["epochs"] == 2 and load_config(run / "config.yaml").train.epochs == 2
     with pytest.raises(ItrlibError, match=r"already trained 2 epochs, more than train\.epochs=1"):
         Trainer(_config(fast_config, smoke_data, tmp_path, "run"), progress=False)
+
+
+def test_a_run_finished_without_last_pt_is_reused_not_retrained(smoke_data, tmp_path, fast_config):
+    config = _config(fast_config, smoke_data, tmp_path, "run", "train.keep_last=false")
+    summary = Trainer(config, progress=False).fit()
+    run = tmp_path / "run"
+    assert not (run / "last.pt").exists() and (run / "best.pt").is_file()
+    kept = {name: (run / name).read_bytes() for name in ("best.pt", "metrics.jsonl", "train_summary.json")}
+    assert Trainer(config, progress=False).fit() == summary
+    assert kept == {name: (run / name).read_bytes() for name in kept}  # nothing trained, nothing rewritten
+    with pytest.raises(ItrlibError, match=r"finished after 1 epochs without keeping last\.pt "
+                                          r"\(train\.keep_last=false\), so it is not a run of train\.epochs=2"):
+        Trainer(_config(fast_config, smoke_data, tmp_path, "run", "train.epochs=2"), progress=False)
 
 
 def test_evaluation_checks_the_checkpoint_against_config_yaml(tmp_path, finished_run):

@@ -25,6 +25,7 @@ RESUME_ALLOWED_DIFFERENCES = frozenset({
     "data.num_workers", "train.device", "train.eval_batch_size",  # how the same numbers are computed
     "eval.max_pairs_per_block",
     "train.log_every", "train.checkpoint_every", "eval.save_scores",  # what is recorded, and how often
+    "train.keep_last",  # what is kept once the run has finished
     "train.epochs",  # raising it continues a finished run
 })
 FOREIGN_TEMP_AGE_S = 600

@@ -173,6 +173,8 @@ class Trainer:
                 f"over {steps} steps, dev rSum {metrics['rsum']:.1f}{' (best so far)' if is_best else ''}",
                 self.progress)
         summary = self._write_summary()
+        if not self.config.train.keep_last:
+            (self.run_dir / LAST).unlink(missing_ok=True)
         say(f"{self.config.name}: {total_epochs} epochs trained ({format_seconds(time.monotonic() - started)} "
             f"this call); best dev rSum {self.best['rsum']:.1f} at epoch {self.best['epoch']}", self.progress)
         return summary
@@ -258,7 +260,7 @@ class Trainer:
         """``last.pt`` if the folder holds one, checked to belong to this run (before anything is written)."""
         path = self.run_dir / LAST
         if not path.exists():
-            return None
+            return self._finished_state()
         state = load_checkpoint(path)
         check_same_run(stored_config(state.get("config"), path), self.config, path,
                        f"{self.run_dir} holds another run: choose another name= or delete the folder")
@@ -267,9 +269,26 @@ class Trainer:
                               f"train.epochs={self.config.train.epochs}; raise train.epochs or choose another name=")
         return state
 
+    def _finished_state(self) -> dict | None:
+        """Position and best epoch of a run that finished without keeping ``last.pt`` (``train.keep_last``
+        false), read from its summary, or ``None`` when the folder holds no finished run."""
+        path = self.run_dir / SUMMARY_FILE
+        if not path.exists() or not (self.run_dir / BEST).exists():
+            return None
+        summary = json.loads(path.read_text())
+        if summary["epochs"] != self.config.train.epochs:
+            raise ItrlibError(f"{self.run_dir} holds a run that finished after {summary['epochs']} epochs "
+                              f"without keeping last.pt (train.keep_last=false), so it is not a run of "
+                              f"train.epochs={self.config.train.epochs}; choose another name= or delete the folder")
+        best = {"rsum": summary["best_val"]["rsum"], "epoch": summary["best_epoch"], "metrics": summary["best_val"]}
+        return {"finished": True, "epoch": summary["epochs"], "global_step": summary["steps"], "best": best}
+
     def _resume_if_possible(self) -> None:
         state, self._resume_state = self._resume_state, None
         if state is None:
+            return
+        if state.get("finished"):  # nothing left to train: the summary is written again as it was
+            self.epoch, self.global_step, self.best = state["epoch"], state["global_step"], state["best"]
             return
         load_model_state(self.model, state, self.run_dir / LAST, self.config, self.train_split.feature_dim)
         self.optimizer.load_state_dict(state["optimizer"])
