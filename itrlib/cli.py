@@ -88,23 +88,41 @@ def _parser() -> argparse.ArgumentParser:
                        help="config overrides applied after the config, e.g. train.epochs=5 (default: none)")
     _add_no_progress(train)
 
-    ev = _command(commands, "eval", "evaluate a run folder under paper protocols",
-                  "Writes eval-PROTOCOL.json in the run folder and prints the metrics.")
-    ev.add_argument("--run", required=True, help="run folder, e.g. outputs/runs/baseline")
+    ev = _command(commands, "eval", "evaluate a run or official checkpoint under paper protocols",
+                  "With --run: writes eval-PROTOCOL.json in the run folder and prints the metrics. With --arch: "
+                  "converts an official USER or VSE-infinity checkpoint (the authors' released .pth) to the "
+                  "suite's model, built from the user_f30k or baseline_f30k preset with the checkpoint's sizes, "
+                  "evaluates it the same way and prints the metrics (a JSON file only with --out).")
+    source = ev.add_mutually_exclusive_group(required=True)
+    one_of = "exactly one of --run, --arch is required"
+    source.add_argument("--run", help=f"run folder, e.g. outputs/runs/baseline ({one_of})")
+    source.add_argument("--arch", choices=["user", "vse"],
+                        help="architecture of the official checkpoint given by --checkpoint: user (zhangy0822/USER) "
+                             f"or vse (woodfrog/vse_infty VSE-infinity); needs --data and --bert ({one_of})")
     ev.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
                     help=f"one or more of {protocols}; protocols on the same split are encoded and scored once")
-    ev.add_argument("--data-root", help="precomp folder (default: the run's data.root)")
+    ev.add_argument("--data-root", help="with --run: precomp folder (default: the run's data.root)")
     ev.add_argument("--split", help="split to evaluate (default: the protocol's split)")
-    ev.add_argument("--checkpoint", default="best", choices=["best", "last"],
-                    help="best: best.pt (best dev rSum); last: last.pt (the last epoch)")
+    ev.add_argument("--checkpoint", metavar="{best,last}|FILE",
+                    help="with --run: best (best.pt, best dev rSum) or last (last.pt, the last epoch); with "
+                         "--arch: the official checkpoint file, e.g. model_best.pth (default: best with --run; "
+                         "required with --arch)")
+    ev.add_argument("--data", metavar="DIR",
+                    help="with --arch: precomp folder to evaluate on (default: none; required with --arch)")
+    ev.add_argument("--bert", metavar="PATH",
+                    help="with --arch: local BERT folder the checkpoint was trained with, e.g. "
+                         "/models/bert-base-uncased (default: none; required with --arch)")
     _add_device(ev)
-    _add_ties(ev, None, "the run's eval.ties")
+    _add_ties(ev, None, "the run's eval.ties; with --arch the preset's")
     ev.add_argument("--save-scores", choices=SCORE_DTYPES,
-                    help="write scores-SPLIT.npy in the run folder with this dtype, or none "
+                    help="with --run: write scores-SPLIT.npy in the run folder with this dtype, or none "
                          "(default: the run's eval.save_scores)")
     ev.add_argument("--max-pairs-per-block", type=int, metavar="N",
                     help="image-caption pairs scored per block, a memory budget "
                          "(default: the run's eval.max_pairs_per_block, else the model's own)")
+    ev.add_argument("--out", metavar="FILE",
+                    help="with --arch: write the results (protocol -> metrics, per-query ranks, source) to this "
+                         "JSON file (default: print the metrics only)")
     _add_no_progress(ev)
 
     es = _command(commands, "eval-scores", "rank a saved score matrix under protocols",
@@ -205,7 +223,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "eval":
+        _check_eval_source(parser, args)
     try:
         return _dispatch(args)
     except ItrlibError as exc:
@@ -222,11 +243,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         summary = train(config, progress=not args.no_progress)
         print(json.dumps(summary, indent=2))
+    elif args.command == "eval" and args.arch:
+        from itrlib.official_checkpoints import evaluate_official_checkpoint
+
+        results = evaluate_official_checkpoint(args.checkpoint, args.arch, args.protocol, data_root=args.data,
+                                               bert_path=args.bert, split=args.split, device=args.device,
+                                               ties=args.ties, max_pairs_per_block=args.max_pairs_per_block,
+                                               out=args.out, progress=not args.no_progress)
+        _print_metrics(results)
     elif args.command == "eval":
         from itrlib.runs import evaluate_run_protocols
 
         results = evaluate_run_protocols(args.run, args.protocol, data_root=args.data_root, split=args.split,
-                                         checkpoint=args.checkpoint, device=args.device, ties=args.ties,
+                                         checkpoint=args.checkpoint or "best", device=args.device, ties=args.ties,
                                          save_scores=args.save_scores,
                                          max_pairs_per_block=args.max_pairs_per_block,
                                          progress=not args.no_progress)
@@ -279,6 +308,32 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print("\n".join(list_presets()))
     return 0
+
+
+def _check_eval_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``eval``: --run takes --checkpoint best|last and --data-root/--save-scores; --arch takes --checkpoint FILE,
+    --data, --bert and --out (argparse exits with the usage line otherwise)."""
+    ev = _subcommands(parser).choices["eval"]
+    if args.arch:
+        absent = [name for name, value in (("--checkpoint FILE", args.checkpoint), ("--data DIR", args.data),
+                                           ("--bert PATH", args.bert)) if not value]
+        if absent:
+            ev.error(f"--arch needs {', '.join(absent)}")
+        wrong = [name for name, value in (("--data-root", args.data_root), ("--save-scores", args.save_scores))
+                 if value]
+        if wrong:
+            ev.error(f"{', '.join(wrong)} only apply with --run (with --arch use --data)")
+    else:
+        if args.checkpoint not in (None, "best", "last"):
+            ev.error(f"argument --checkpoint: with --run, choose from 'best', 'last' (got {args.checkpoint!r}); an "
+                     "official checkpoint file needs --arch")
+        wrong = [name for name, value in (("--data", args.data), ("--bert", args.bert), ("--out", args.out)) if value]
+        if wrong:
+            ev.error(f"{', '.join(wrong)} only apply with --arch (an official checkpoint)")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _print_metrics(results: dict[str, dict]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from itrlib import profiles
 from itrlib.engine.trainer import train
 from itrlib.runs import evaluate_run_protocols
@@ -9,22 +11,25 @@ from itrlib.runs import evaluate_run_protocols
 
 def train_and_evaluate(method: str, profile: str, *, name: str, data_root: str | None = None,
                        bert_path: str | None = None, overrides: list[str] | None = None,
-                       progress: bool = True) -> dict[str, dict]:
+                       protocols: Sequence[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Train ``<method>_<profile>`` as run ``name`` (resuming or reusing a finished run with the same
-    config) and evaluate it under every protocol of the profile: ``{protocol: eval result}``.
-    ``data_root``/``bert_path`` replace the preset's data folder and text-encoder weights."""
+    config) and evaluate it under ``protocols`` (default: every protocol of the profile):
+    ``{protocol: eval result}``. ``data_root``/``bert_path`` replace the preset's data folder and
+    text-encoder weights."""
     config = profiles.run_config(method, profile, name=name, data_root=data_root, bert_path=bert_path,
                                  overrides=overrides)
     profiles.ensure_data(config, profile, progress=progress)
     profiles.prepare_run_dir(config, profile)
     train(config, progress=progress)
-    return evaluate_run_protocols(config.run_dir, profiles.get_profile(profile).protocols, progress=progress)
+    chosen = profiles.get_profile(profile).protocols if protocols is None else tuple(protocols)
+    return evaluate_run_protocols(config.run_dir, chosen, progress=progress)
 
 
 def train_variants(method: str, profile: str, variants: dict[str, list[str]], *, data_root: str | None = None,
                    bert_path: str | None = None, overrides: list[str] | None = None,
-                   progress: bool = True) -> dict[str, dict[str, dict]]:
+                   protocols: Sequence[str] | None = None, progress: bool = True) -> dict[str, dict[str, dict]]:
     """``{variant name: {protocol: eval result}}``; each variant is a run named after it with its overrides."""
     return {name: train_and_evaluate(method, profile, name=name, data_root=data_root, bert_path=bert_path,
-                                     overrides=[*(overrides or []), *changes], progress=progress)
+                                     overrides=[*(overrides or []), *changes], protocols=protocols,
+                                     progress=progress)
             for name, changes in variants.items()}

@@ -48,10 +48,10 @@ def _positive_log(pos: torch.Tensor, positive: str) -> torch.Tensor:
     return torch.log1p(pos.clamp(min=0) if positive == "relu" else pos)
 
 
-def _check_pair(name: str, x: torch.Tensor | None, shape: tuple[int, ...] | None, dim: int) -> None:
+def _check_pair(name: str, x: torch.Tensor | None, shape: tuple[int, ...] | None, dim: int, term: str) -> None:
     """Raise ValueError unless x is 2-D with feature size ``dim`` (and exactly ``shape`` when given)."""
     if x is None:
-        raise ValueError(f"{name} is required when use_queues=True")
+        raise ValueError(f"{name} is required for the {term} term")
     if x.dim() != 2 or x.shape[1] != dim or (shape is not None and tuple(x.shape) != shape):
         want = shape if shape is not None else ("Q", dim)
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
@@ -61,13 +61,14 @@ def uto_loss(images: torch.Tensor, captions: torch.Tensor, *, key_images: torch.
              key_captions: torch.Tensor | None = None, image_queue: torch.Tensor | None = None,
              caption_queue: torch.Tensor | None = None, gamma: float = 90.0, margin: float = 0.5,
              mini_batch_weight: float = 20.0, diagonal: str = "zeroed", positive: str = "relu",
-             use_queues: bool = True) -> dict[str, torch.Tensor]:
+             dvq: bool = True, dtq: bool = True) -> dict[str, torch.Tensor]:
     """UTO loss parts as float32 scalars: ``mini`` (UNweighted L_mini), ``dvq``, ``dtq`` and
     ``loss = mini_batch_weight * mini + dvq + dtq``.
 
     images, captions, key_images, key_captions: (B, E); image_queue, caption_queue: (Q, E).
-    ``use_queues=False`` (no DVQ/DTQ): keys and queues may be None, ``dvq`` = ``dtq`` = 0 and
-    ``loss = mini_batch_weight * mini``. ``mini_batch_weight`` is lambda: 20 for F30K, 1 for COCO.
+    ``dvq`` needs key_images and image_queue, ``dtq`` key_captions and caption_queue; a term switched off
+    (Table IV rows II-V) is 0 and its tensors may be None. ``mini_batch_weight`` is lambda: 20 for F30K,
+    1 for COCO.
     """
     if diagonal not in DIAGONALS:
         raise ValueError(f"diagonal must be one of {DIAGONALS}, got {diagonal!r}")
@@ -79,11 +80,12 @@ def uto_loss(images: torch.Tensor, captions: torch.Tensor, *, key_images: torch.
         raise ValueError(f"images and captions must both be (B, E), got {tuple(images.shape)} and "
                          f"{tuple(captions.shape)}")
     batch, dim = images.shape
-    if use_queues:
-        _check_pair("key_images", key_images, (batch, dim), dim)
-        _check_pair("key_captions", key_captions, (batch, dim), dim)
-        _check_pair("image_queue", image_queue, None, dim)
-        _check_pair("caption_queue", caption_queue, None, dim)
+    if dvq:
+        _check_pair("key_images", key_images, (batch, dim), dim, "DVQ")
+        _check_pair("image_queue", image_queue, None, dim, "DVQ")
+    if dtq:
+        _check_pair("key_captions", key_captions, (batch, dim), dim, "DTQ")
+        _check_pair("caption_queue", caption_queue, None, dim, "DTQ")
 
     with torch.autocast(device_type=images.device.type, enabled=False):
         v, w = images.float(), captions.float()
@@ -97,14 +99,14 @@ def uto_loss(images: torch.Tensor, captions: torch.Tensor, *, key_images: torch.
         caption_retrieval = soft_hinge(off_diag, gamma, margin, mask)
         mini = (image_retrieval + caption_retrieval - _positive_log(scores.diagonal(), positive)).mean()
 
-        if use_queues:
-            vk, wk = key_images.detach().float(), key_captions.detach().float()
-            qv, qw = image_queue.detach().float(), caption_queue.detach().float()
-            dvq = (soft_hinge(inner_products_fp32(w, qv), gamma, margin)
-                   - _positive_log((vk * w).sum(dim=1), positive)).mean()
-            dtq = (soft_hinge(inner_products_fp32(v, qw), gamma, margin)
-                   - _positive_log((v * wk).sum(dim=1), positive)).mean()
-        else:
-            dvq = dtq = mini.new_zeros(())
-        loss = mini_batch_weight * mini + dvq + dtq
-    return {"mini": mini, "dvq": dvq, "dtq": dtq, "loss": loss}
+        parts = {"mini": mini, "dvq": mini.new_zeros(()), "dtq": mini.new_zeros(())}
+        if dvq:
+            vk, qv = key_images.detach().float(), image_queue.detach().float()
+            parts["dvq"] = (soft_hinge(inner_products_fp32(w, qv), gamma, margin)
+                            - _positive_log((vk * w).sum(dim=1), positive)).mean()
+        if dtq:
+            wk, qw = key_captions.detach().float(), caption_queue.detach().float()
+            parts["dtq"] = (soft_hinge(inner_products_fp32(v, qw), gamma, margin)
+                            - _positive_log((v * wk).sum(dim=1), positive)).mean()
+        parts["loss"] = mini_batch_weight * mini + parts["dvq"] + parts["dtq"]
+    return parts

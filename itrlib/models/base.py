@@ -68,7 +68,7 @@ class GlobalEmbeddingModel(RetrievalModel):
 
     Holds what such models share: the score, the embeddings of a training batch, and the VSE++ schedule
     (sum over negatives for ``config.mean_warmup_epochs`` epochs, then the hardest negative when
-    ``config.max_violation``).
+    ``config.max_violation``; models with another loss have neither field).
     """
 
     def __init__(self, config: Any):
@@ -90,7 +90,10 @@ class GlobalEmbeddingModel(RetrievalModel):
 
 
 def hardest_negatives(config: Any, epoch: int) -> bool:
-    """VSE++ schedule: hardest negatives from epoch ``mean_warmup_epochs`` on, if ``max_violation``."""
+    """VSE++ schedule: hardest negatives from epoch ``mean_warmup_epochs`` on, if ``max_violation``
+    (``False`` for a model config without the schedule, e.g. USER's UTO loss)."""
+    if not hasattr(config, "max_violation"):
+        return False
     return bool(config.max_violation) and epoch >= config.mean_warmup_epochs
 
 

@@ -142,7 +142,8 @@ def training_budget(run_dir: str | Path) -> str:
     config = read_run_config(run_dir)
     train = config["train"]
     encoder = text_encoder_name(config["text"])
-    text = f"{train['epochs']} epochs, batch size {train['batch_size']}, text encoder {encoder}"
+    epochs = train["epochs"]
+    text = f"{epochs} epoch{'' if epochs == 1 else 's'}, batch size {train['batch_size']}, text encoder {encoder}"
     if train.get("max_steps_per_epoch"):
         text += f", at most {train['max_steps_per_epoch']} steps per epoch"
     return text

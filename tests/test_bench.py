@@ -1,0 +1,43 @@
+"""The user_step benchmark at tiny dimensions: both models train, the tables have their columns (no timings)."""
+
+import math
+
+import pytest
+
+from itrlib.bench import USER_STEP_MODELS, main, synthetic_batch, user_step
+
+TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
+        "bert": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 200}}
+COLUMNS = ["model", "model.name", "s/step (median)", "s/step (min)", "s/step (max)", "ratio to VSE-infinity",
+           "images/s", "official code s/step, as reported in the issue (2-core CPU)", "steps timed"]
+
+
+def test_synthetic_batch_lengths_and_padding():
+    batch = synthetic_batch(32, 4, 8, vocab=200, min_len=8, max_len=16, seed=1)
+    lengths = batch.caption_lengths
+    assert batch.images.shape == (32, 4, 8) and batch.image_lengths.tolist() == [4] * 32
+    assert 8 <= int(lengths.min()) and int(lengths.max()) <= 16 and batch.captions.shape == (32, int(lengths.max()))
+    for row, n in zip(batch.captions.tolist(), lengths.tolist(), strict=True):
+        assert row[0] == 101 and row[n - 1] == 102 and all(t == 0 for t in row[n:]) and 0 not in row[:n]
+
+
+def test_user_step_tiny_runs_both_models():
+    profile: dict = {}
+    table = user_step("cpu", steps=2, warmup=1, profile=profile, **TINY)
+    assert list(table.columns) == COLUMNS
+    assert table["model"].tolist() == list(USER_STEP_MODELS)
+    assert sorted(table["model.name"]) == ["user", "vse"]
+    assert (table["steps timed"] == 2).all()
+    assert all(math.isfinite(v) and v > 0 for v in table["s/step (median)"])
+    assert table.loc[table["model.name"] == "vse", "ratio to VSE-infinity"].item() == pytest.approx(1.0)
+    assert set(table["official code s/step, as reported in the issue (2-core CPU)"]) == {"12.8-13.3", "7.5-8.2"}
+    phases = profile["table"]
+    assert list(phases.columns) == ["phase", "s (median)", "share of step"]
+    assert {"query image forward", "key text forward", "momentum update", "backward", "AdamW step",
+            "whole step"} <= set(phases["phase"])
+    assert (phases["s (median)"] >= 0).all()
+
+
+def test_user_step_cli_is_registered():
+    with pytest.raises(SystemExit):
+        main(["--only", "nope"])
