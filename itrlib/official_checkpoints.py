@@ -268,7 +268,7 @@ def evaluate_official_checkpoint(path: str | Path, arch: str, protocols: list[st
     from itrlib.evaluation.protocols import get_protocol
     from itrlib.io import atomic_write_json
     from itrlib.progress import say
-    from itrlib.runs import _evaluate, eval_line
+    from itrlib.runs import eval_line, evaluate_loaded
 
     _check_arch(arch)
     official = read_official_checkpoint(path)
@@ -292,7 +292,7 @@ def evaluate_official_checkpoint(path: str | Path, arch: str, protocols: list[st
         elif data.feature_dim != run.checkpoint["feature_dim"]:
             raise ItrlibError(f"{data.images_path} has {data.feature_dim}-d region features, the checkpoint takes "
                               f"{run.checkpoint['feature_dim']}-d")
-        evaluation = _evaluate(run, data, [s for s in specs if s.split == split_name],
+        evaluation = evaluate_loaded(run, data, [s for s in specs if s.split == split_name],
                                max_pairs_per_block=max_pairs_per_block, ties=ties, progress=progress)
         source = {"checkpoint": str(path), "arch": arch, "data_root": str(data_root), "bert_path": str(bert_path),
                   "checkpoint_epoch": run.checkpoint["epoch"], "model": run.config.model.name}

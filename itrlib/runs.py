@@ -58,7 +58,7 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
     results: dict[str, dict] = {}
     for split_name in dict.fromkeys(spec.split for spec in specs):
         data = _open_checked(run, root, split_name)
-        evaluation = _evaluate(run, data, [s for s in specs if s.split == split_name], batch_size=batch_size,
+        evaluation = evaluate_loaded(run, data, [s for s in specs if s.split == split_name], batch_size=batch_size,
                                max_pairs_per_block=max_pairs_per_block, ties=ties,
                                keep_scores=save_scores != "none", progress=progress)
         source = _source(run, run_dir, root, checkpoint)
@@ -108,13 +108,13 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     root = data_root or run.config.data.root
     data = _open_checked(run, root, split)
     whole = Protocol(name=split, split=split, folds=1, description="scores of a split")
-    evaluation = _evaluate(run, data, [whole], keep_scores=True, progress=progress)
+    evaluation = evaluate_loaded(run, data, [whole], keep_scores=True, progress=progress)
     _write_run_scores(run, run_dir, data, checkpoint, evaluation.scores, "float32",
                       _source(run, run_dir, root, checkpoint))
     return load_scores(run_dir, split)
 
 
-def _evaluate(run: LoadedRun, data: PrecompSplit, protocols: list[Protocol], *, batch_size: int | None = None,
+def evaluate_loaded(run: LoadedRun, data: PrecompSplit, protocols: list[Protocol], *, batch_size: int | None = None,
               max_pairs_per_block: int | None = None, ties: str | None = None, keep_scores: bool = False,
               progress: bool = True) -> SplitEvaluation:
     """:func:`evaluate_split` of a loaded run; unset options come from the run's config."""
