@@ -39,6 +39,36 @@ def smoke_summary(results_by_method: Mapping[object, Mapping[str, dict]]) -> str
                      for (method, protocol), rsum in rsum_by_method(results_by_method).items())
 
 
+LOSS_DIGITS = 4
+"""Significant digits of :func:`loss_summary`: run-to-run float noise (~1e-6 relative) never shows."""
+
+
+def last_epoch_loss(run_dir: str | Path) -> float:
+    """Mean training loss over the logged steps of a run's last epoch (``metrics.jsonl``)."""
+    from itrlib.io import read_jsonl
+
+    steps = [r for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("event") == "step"]
+    if not steps:
+        raise ItrlibError(f"{run_dir}: no training steps logged in metrics.jsonl")
+    last = max(r["epoch"] for r in steps)
+    losses = [r["loss"] for r in steps if r["epoch"] == last]
+    return sum(losses) / len(losses)
+
+
+def loss_summary(results_by_method: Mapping[object, Mapping[str, dict]]) -> str:
+    """One line per method, e.g. ``USER (SGE) last-epoch loss -7.329``, read from each result's run folder.
+
+    For models that stay near chance under the smoke budget (USER: its UTO loss pulls every pair into the
+    band below the margin first, docs/PAPER_DIFFERENCES.md section 3): their scores are near-ties, so the
+    smoke rSum moves with last-bit float differences between processes (seen: 63.5 and 64.0 for one run in
+    two clones), while the training loss agrees to about 1e-6 and still moves with any change to the model,
+    the loss or the data.
+    """
+    return "\n".join(f"{method} last-epoch loss "
+                     f"{last_epoch_loss(next(iter(by_protocol.values()))['run']):.{LOSS_DIGITS}g}"
+                     for method, by_protocol in results_by_method.items())
+
+
 def parse_summary(text: str) -> dict[Key, float]:
     """The ``{(method, protocol): rSum}`` of the summary lines in ``text`` (other lines are ignored)."""
     matches = (_LINE.match(line) for line in text.splitlines())

@@ -2,6 +2,7 @@
 and a broken model that the check catches."""
 
 import copy
+import json
 from pathlib import Path
 
 import nbformat
@@ -128,3 +129,16 @@ def test_a_loss_that_ignores_the_positives_fails_the_notebook_check(monkeypatch,
     differences = compare(measured, expected, tolerance=25.0)
     assert [line.split(":")[0] for line in differences] == ["VSE∞ f30k1k", "VSE∞ coco1k"], differences
     assert all(measured[key] < expected[key] for key in expected)
+
+
+def test_loss_summary_reads_the_last_epoch_of_each_run(tmp_path):
+    from itrlib.regression import last_epoch_loss, loss_summary
+
+    lines = [{"event": "step", "epoch": 0, "loss": 9.0}, {"event": "val", "epoch": 0, "rsum": 1.0},
+             {"event": "step", "epoch": 1, "loss": -7.0}, {"event": "step", "epoch": 1, "loss": -7.4286}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert last_epoch_loss(tmp_path) == pytest.approx(-7.2143)
+    assert loss_summary({"USER (SGE)": {"f30k1k": {"run": str(tmp_path)}}}) == "USER (SGE) last-epoch loss -7.214"
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(lines[1]) + "\n")
+    with pytest.raises(ItrlibError, match="no training steps"):
+        last_epoch_loss(tmp_path)
