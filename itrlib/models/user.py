@@ -30,6 +30,7 @@ from itrlib.errors import ConfigError
 from itrlib.losses.uto import DIAGONALS, POSITIVES, uto_loss
 from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
 from itrlib.models.registry import register_model
+from itrlib.models.vse import VSEEncoderConfig
 from itrlib.nn.functional import l2norm
 from itrlib.nn.gpo import GPO
 from itrlib.nn.mlp import ResidualProjection
@@ -43,19 +44,11 @@ CLIP_INPUT = SideInput("clip")
 
 
 @dataclass
-class USERConfig:
-    """USER hyper-parameters (defaults: the released code and ``train_region_f30k.sh``)."""
+class USERConfig(VSEEncoderConfig):
+    """USER hyper-parameters (defaults: the released code and ``train_region_f30k.sh``); the encoder fields
+    (embed_size, mlp_hidden, GPO sizes, word_dim, bert_lr_factor) are VSE-infinity's."""
 
     name: str = "user"
-    embed_size: int = 1024
-    mlp_hidden: int | None = None
-    """Hidden size of the residual region MLP (``None``: embed_size // 2, as VSE-infinity)."""
-    gpo_pe_dim: int = 32
-    gpo_hidden: int = 32
-    word_dim: int = 300
-    """Word-embedding size of the BiGRU text encoder (unused with BERT)."""
-    bert_lr_factor: float = 0.1
-    """BERT parameters train at lr * this factor (released code; the paper does not say)."""
     enhancement: str = "sge"
     """Global semantic enhancement of the regions (Table IV "GSE"): ``sge`` (eq. 1-7, the released model),
     ``cge`` (eq. 8, needs ``{split}_clip.npy``; not in the release) or ``none`` (rows without GSE: only the

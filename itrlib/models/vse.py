@@ -25,8 +25,9 @@ from itrlib.nn.text_encoders import build_token_encoder
 
 
 @dataclass
-class VSEConfig:
-    """VSE-infinity hyper-parameters (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
+class VSEEncoderConfig:
+    """The VSE-infinity encoder fields (region fc + MLP, GPO, text encoder), shared by VSE-infinity and USER
+    (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
 
     name: str = "vse"
     embed_size: int = 1024
@@ -38,7 +39,13 @@ class VSEConfig:
     word_dim: int = 300
     """Word-embedding size of the BiGRU text encoder (unused with BERT)."""
     bert_lr_factor: float = 0.1
-    """BERT parameters train at lr * this factor."""
+    """BERT parameters train at lr * this factor (official code; neither paper says)."""
+
+
+@dataclass
+class VSEConfig(VSEEncoderConfig):
+    """VSE-infinity hyper-parameters (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
+
     margin: float = 0.2
     max_violation: bool = True
     """Hardest negatives (VSE++) after the warm-up; ``false`` keeps the sum over all negatives."""
