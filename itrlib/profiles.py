@@ -8,12 +8,13 @@ minutes on a CPU), ``f30k`` and ``coco`` (real precomp features, the papers' set
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from itrlib.config import RunConfig, load_config
-from itrlib.errors import ConfigError
+from itrlib.errors import ConfigError, DataError
 from itrlib.evaluation.protocols import PROTOCOLS
 from itrlib.io import atomic_write_text
 
@@ -91,13 +92,26 @@ def run_config(method: str, profile: str, *, name: str | None = None, data_root:
 
 
 def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
-    """Build the embedded dataset at ``config.data.root`` if this profile uses one and it is missing."""
+    """Build the embedded dataset at ``config.data.root`` if this profile uses one and it is missing.
+
+    An embedded dataset written by another generator version is a :class:`DataError` that says what changed
+    and how to rebuild it (rebuilding is not automatic: the old files may be what earlier runs used)."""
+    from itrlib.data.synth import GENERATOR_CHANGES, GENERATOR_VERSION, write_synthetic
+
     spec = get_profile(profile)
     root = Path(config.data.root)
-    if spec.synthetic and not (root / "dataset_card.json").is_file():
-        from itrlib.data.synth import write_synthetic
-
+    card = root / "dataset_card.json"
+    if not spec.synthetic:
+        return root
+    if not card.is_file():
         write_synthetic(root, size=spec.synth_size, progress=progress)
+        return root
+    found = json.loads(card.read_text(encoding="utf-8")).get("generator_version")
+    if found != GENERATOR_VERSION:
+        change = GENERATOR_CHANGES.get(GENERATOR_VERSION, "see itrlib/data/synth.py")
+        raise DataError(f"{root} was written by the synthetic-data generator {found}; this code writes "
+                        f"{GENERATOR_VERSION} ({change}). Rebuild it: make data, or python -m itrlib data synth "
+                        f"--out {root} --size {spec.synth_size}")
     return root
 
 

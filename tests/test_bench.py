@@ -16,6 +16,8 @@ def test_synthetic_batch_lengths_and_padding():
     batch = synthetic_batch(32, 4, 8, vocab=200, min_len=8, max_len=16, seed=1)
     lengths = batch.caption_lengths
     assert batch.images.shape == (32, 4, 8) and batch.image_lengths.tolist() == [4] * 32
+    zeros = float((batch.images == 0).float().mean())
+    assert (batch.images >= 0).all() and 0.3 < zeros < 0.7  # pooled-ReLU-like regions
     assert 8 <= int(lengths.min()) and int(lengths.max()) <= 16 and batch.captions.shape == (32, int(lengths.max()))
     for row, n in zip(batch.captions.tolist(), lengths.tolist(), strict=True):
         assert row[0] == 101 and row[n - 1] == 102 and all(t == 0 for t in row[n:]) and 0 not in row[:n]

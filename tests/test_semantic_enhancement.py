@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from itrlib.nn.functional import flush_subnormals, l2norm
 from itrlib.nn.semantic_enhancement import CGE, SGE, global_enhance, masked_softmax
 
 EPS_NORM = 1e-8  # l2norm adds eps to the norm
@@ -253,3 +254,28 @@ def test_outputs_finite_and_gradients_reach_all_parameters():
             assert param.grad is not None and param.grad.abs().sum() > 0, name
         assert torch.isfinite(regions.grad).all()
         regions.grad = None
+
+
+def test_flush_subnormals_zeroes_only_subnormal_entries():
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.tensor([0.0, tiny / 4, -tiny / 2, tiny, -1e-30, 3.0])
+    out = flush_subnormals(x)
+    assert out.tolist() == [0.0, 0.0, 0.0, tiny, x[4].item(), 3.0]
+    half = torch.tensor([1e-6, 1e-3], dtype=torch.float16)  # fp16 tiny is 6.1e-5: 1e-6 is subnormal there
+    assert flush_subnormals(half).tolist() == [0.0, half[1].item()]
+
+
+def test_global_enhance_leaves_no_subnormals_where_zero_features_meet_a_peaked_attention():
+    """ReLU-like regions (mostly exact zeros) and a global vector that one region dominates: the other
+    regions' weights underflow towards 1e-40, and ``v_i + a_i * v_glo`` would be subnormal where v_i = 0."""
+    gen = torch.Generator().manual_seed(0)
+    regions = torch.relu(torch.randn(2, 6, 32, generator=gen)) * 0.1
+    regions[:, 0] = 95.0 / 32 ** 0.5  # logit 95 against about 0.2: the other weights are near exp(-95) = 6e-42
+    glo = l2norm(torch.ones(2, 32))
+    out = global_enhance(regions, torch.tensor([6, 4]), glo)
+    tiny = torch.finfo(torch.float32).tiny
+    raw = regions + l2norm(masked_softmax(torch.einsum("bkd,bd->bk", regions, glo),
+                                          torch.ones(2, 6, dtype=torch.bool)), dim=1).unsqueeze(-1) * glo[:, None]
+    assert ((raw != 0) & (raw.abs() < tiny)).any(), "the input no longer produces subnormals: test is void"
+    assert not ((out != 0) & (out.abs() < tiny)).any()
+    assert torch.allclose(out[0], raw[0], atol=1e-37, rtol=0)

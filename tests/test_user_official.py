@@ -10,6 +10,7 @@ loaded into our modules through the name mapping below and every output must agr
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,17 +107,25 @@ def test_sge_eval_matches_official(fixture, inputs, key, scale):
         assert max_diff(sge(images, lengths), tensor(fixture["official"][key])) <= TOL
 
 
-def test_sge_train_matches_official(fixture, inputs):
-    """Train mode, dropout 0 on both sides: BatchNorm batch statistics (and the running-stat update) agree."""
+def assert_train_step_matches(module: torch.nn.Module, inputs, official: dict, key: str,
+                              state_name: Callable[[str], str]) -> int:
+    """Train mode, dropout 0 on both sides: the output of one forward (BatchNorm batch statistics) and the
+    running statistics it leaves equal ``official[key]`` and ``official[key + "_running"]``; returns how
+    many running tensors were compared. ``state_name`` maps an official name to ours."""
     images, lengths = inputs
-    sge = build_sge(fixture, 0.0).train()
+    module.train()
     with torch.no_grad():
-        assert max_diff(sge(images, lengths), tensor(fixture["official"]["sge_train_p0"])) <= TOL
-    state = sge.state_dict()
-    running = fixture["official"]["sge_train_p0_running"]
-    assert running
-    for name, entry in running.items():
-        assert max_diff(state[our_name("v_sa." + name)[len("enhance."):]], tensor(entry)) <= TOL, name
+        assert max_diff(module(images, lengths), tensor(official[key])) <= TOL
+    state = module.state_dict()
+    for name, entry in official[key + "_running"].items():
+        assert max_diff(state[state_name(name)], tensor(entry)) <= TOL, name
+    return len(official[key + "_running"])
+
+
+def test_sge_train_matches_official(fixture, inputs):
+    compared = assert_train_step_matches(build_sge(fixture, 0.0), inputs, fixture["official"], "sge_train_p0",
+                                         lambda name: our_name("v_sa." + name)[len("enhance."):])
+    assert compared == 4  # local and global BatchNorms: mean and var each
 
 
 def test_image_encoder_eval_matches_official(fixture, inputs):
@@ -127,15 +136,9 @@ def test_image_encoder_eval_matches_official(fixture, inputs):
 
 
 def test_image_encoder_train_matches_official(fixture, inputs):
-    images, lengths = inputs
-    encoder = build_encoder(fixture, 0.0).train()
-    with torch.no_grad():
-        assert max_diff(encoder(images, lengths), tensor(fixture["official"]["encoder_train_p0"])) <= TOL
-    state = encoder.state_dict()
-    running = fixture["official"]["encoder_train_p0_running"]
-    assert len(running) == 6  # local, global and MLP BatchNorms: mean and var each
-    for name, entry in running.items():
-        assert max_diff(state[our_name(name)], tensor(entry)) <= TOL, name
+    compared = assert_train_step_matches(build_encoder(fixture, 0.0), inputs, fixture["official"],
+                                         "encoder_train_p0", our_name)
+    assert compared == 6  # local, global and MLP BatchNorms: mean and var each
 
 
 def test_uto_matches_official(fixture):

@@ -40,7 +40,12 @@ from itrlib.errors import ConfigError
 from itrlib.io import atomic_save, atomic_write_json, atomic_write_text, default_permissions
 from itrlib.progress import progress_bar
 
-GENERATOR_VERSION = "itrlib-synth-1.0"
+GENERATOR_VERSION = "itrlib-synth-1.1"
+GENERATOR_CHANGES = {
+    "itrlib-synth-1.1": "the CLIP-like side file is {split}_clip.npy (1.0 wrote it as {split}_global.npy); "
+                        "every other file is byte-identical",
+}
+"""What each version changed in the written files (the message when a dataset of another version is used)."""
 SPLITS = ("train", "dev", "test", "testall")
 SIZES: dict[str, dict[str, int]] = {
     "smoke": {"train": 120, "dev": 40, "test": 40, "testall": 50},

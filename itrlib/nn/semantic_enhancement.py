@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from itrlib.nn.functional import l2norm, length_mask
+from itrlib.nn.functional import flush_subnormals, l2norm, length_mask
 
 AttentionNorm = Literal["l2", "softmax"]
 LocalNorm = Literal["slot", "feature"]
@@ -46,7 +46,8 @@ def global_enhance(regions: torch.Tensor, lengths: torch.Tensor, global_vec: tor
     """Eq. 5-6: regions (B, K, D), lengths (B,), unit global_vec (B, D) -> enhanced regions (B, K, D).
 
     ``a = softmax_valid(scale * v_glo^T v_i)``, L2-normalised over the regions when ``attention_norm="l2"``;
-    ``x_i = v_i + a_i * v_glo``. Padded rows are returned unchanged.
+    ``x_i = v_i + a_i * v_glo``, subnormal entries set to 0 (:func:`flush_subnormals`). Padded rows are
+    returned unchanged.
     """
     _check_attention_norm(attention_norm)
     valid = length_mask(lengths, regions.shape[1])
@@ -55,7 +56,10 @@ def global_enhance(regions: torch.Tensor, lengths: torch.Tensor, global_vec: tor
     attn = masked_softmax(scores, valid)
     if attention_norm == "l2":
         attn = l2norm(attn, dim=1)
-    return torch.where(valid.unsqueeze(-1), regions + attn.unsqueeze(-1) * global_vec.unsqueeze(1), regions)
+    enhanced = torch.where(valid.unsqueeze(-1), regions + attn.unsqueeze(-1) * global_vec.unsqueeze(1), regions)
+    # near-zero attention weights added to exact-zero features leave subnormals that slow the next matmuls
+    # (forward and backward) about 2x on CPU; flushing them moves no value by more than 1.2e-38
+    return flush_subnormals(enhanced)
 
 
 def _init_linear(layer: nn.Linear) -> None:
