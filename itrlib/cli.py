@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_device(comp)
     _add_no_progress(comp)
 
-    data = _command(commands, "data", "dataset tools: synth, check, clip-features")
+    data = _command(commands, "data", "dataset tools: synth, check, clip-features, labels")
     data_commands = data.add_subparsers(dest="data_command", required=True, title="commands", metavar="COMMAND")
     sizes = "; ".join(f"{name}: " + "/".join(str(n) for n in split_sizes.values())
                       for name, split_sizes in SIZES.items())
@@ -177,6 +177,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--splits", nargs="+", metavar="SPLIT",
                        help="check these splits; a missing one is an error "
                             f"(default: every split of {', '.join(SPLITS)} present in the folder)")
+    labels = _command(data_commands, "labels", "write MVSEN's noun labels ({split}_label.txt, labels_vocab.txt)",
+                      "Tags every split's captions with spaCy's packaged English model (Penn Treebank tags, as "
+                      "NLTK's in the official recipe), keeps lower-cased NN* tokens, takes the --top most frequent "
+                      "over the train captions and writes one line of 0/1 ints per image (the union over its "
+                      "captions) beside the precomp files, with labels_vocab.txt (column order) and "
+                      "labels_stamp.json. A second call with the same captions and --top reuses the files.")
+    labels.add_argument("--root", required=True, help="precomp folder, or a folder holding precomp/")
+    labels.add_argument("--top", type=int, default=1000, metavar="N", help="nouns kept (official: 1000)")
+    labels.add_argument("--caps-per-image", type=int, default=5, metavar="N", help="consecutive captions per image")
+    labels.add_argument("--force", action="store_true",
+                        help="replace label files that this command did not write (e.g. the embedded dataset's)")
+    labels.add_argument("--no-progress", action="store_true", help="print no progress")
     clip = _command(data_commands, "clip-features", "write one CLIP image embedding per image ({split}_clip.npy)",
                     "Embeds each image of a precomp {split}_ids.txt (one id per image, or one per caption: then "
                     "every --caps-per-image-th line) with CLIPModel.get_image_features: the CLS token after the "
@@ -285,6 +297,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     elif args.command == "data" and args.data_command == "check":
         _check_data(args.root, args.splits)
+    elif args.command == "data" and args.data_command == "labels":
+        from itrlib.data.noun_labels import write_noun_labels
+
+        folder = write_noun_labels(args.root, args.top, caps_per_image=args.caps_per_image, force=args.force,
+                                   progress=not args.no_progress)
+        print(f"wrote the noun labels in {folder}")
     elif args.command == "data" and args.data_command == "clip-features":
         from itrlib.data.clip_features import write_clip_features
 

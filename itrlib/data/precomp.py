@@ -117,7 +117,7 @@ def open_split(root: str | Path, split: str, *, max_images: int | None = None, c
 
     images = _load_features(paths["ims.npy"])
     n_images = int(images.shape[0])
-    captions = _read_captions(paths["caps.txt"])
+    captions = read_captions(paths["caps.txt"])
     if len(captions) != n_images * caps_per_image:
         raise DataError(
             f"{paths['caps.txt']}: {len(captions)} captions for {n_images} images in {paths['ims.npy']}; "
@@ -197,7 +197,7 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-def _read_captions(path: Path) -> list[str]:
+def read_captions(path: Path) -> list[str]:
     # Each line is stripped of surrounding whitespace, as the VSE∞/SCAN loaders do (line.strip()).
     captions = [line.strip() for line in read_lines(path)]
     empty = [i + 1 for i, caption in enumerate(captions) if not caption]
