@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--splits", nargs="+", metavar="SPLIT",
                        help="check these splits; a missing one is an error "
                             f"(default: every split of {', '.join(SPLITS)} present in the folder)")
-    labels = _command(data_commands, "labels", "write MVSEN's noun labels ({split}_label.txt, labels_vocab.txt)",
+    labels = _command(data_commands, "labels", "write MVSEN's noun labels ({split}_label.txt)",
                       "Tags every split's captions with spaCy's packaged English model (Penn Treebank tags, as "
                       "NLTK's in the official recipe), keeps lower-cased NN* tokens, takes the --top most frequent "
                       "over the train captions and writes one line of 0/1 ints per image (the union over its "
@@ -187,8 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     labels.add_argument("--top", type=int, default=1000, metavar="N", help="nouns kept (official: 1000)")
     labels.add_argument("--caps-per-image", type=int, default=5, metavar="N", help="consecutive captions per image")
     labels.add_argument("--force", action="store_true",
-                        help="replace label files that this command did not write (e.g. the embedded dataset's)")
-    labels.add_argument("--no-progress", action="store_true", help="print no progress")
+                        help="replace label files that this command did not write, e.g. the embedded dataset's "
+                             "(default: such files are kept and the command stops with an error)")
+    _add_no_progress(labels)
     clip = _command(data_commands, "clip-features", "write one CLIP image embedding per image ({split}_clip.npy)",
                     "Embeds each image of a precomp {split}_ids.txt (one id per image, or one per caption: then "
                     "every --caps-per-image-th line) with CLIPModel.get_image_features: the CLS token after the "
