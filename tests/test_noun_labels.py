@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from itrlib.cli import main
-from itrlib.data.noun_labels import STAMP_FILE, VOCAB_FILE, image_labels, top_nouns, write_noun_labels
+from itrlib.data.noun_labels import (
+    STAMP_FILE,
+    VOCAB_FILE,
+    caption_nouns,
+    image_labels,
+    load_tagger,
+    top_nouns,
+    write_noun_labels,
+)
 from itrlib.errors import DataError
 
 TRAIN = [  # image 0
@@ -55,7 +63,7 @@ def test_same_captions_and_top_reuse_the_files_and_a_new_top_rebuilds_them(preco
 
 def test_label_files_not_written_by_the_command_are_kept_unless_forced(precomp):
     (precomp / "train_label.txt").write_text("0 1\n1 0\n", encoding="utf-8")
-    with pytest.raises(DataError, match="train_label.txt, not written by this command.*--force"):
+    with pytest.raises(DataError, match=r"train_label\.txt, not written by this command.*--force"):
         write_noun_labels(precomp, top=4, progress=False)
     assert (precomp / "train_label.txt").read_text() == "0 1\n1 0\n"
     write_noun_labels(precomp, top=4, force=True, progress=False)
@@ -79,3 +87,9 @@ def test_cli_writes_the_labels(precomp, capsys):
     assert main(["data", "labels", "--root", str(precomp), "--top", "3", "--no-progress"]) in (0, None)
     assert "wrote the noun labels" in capsys.readouterr().out
     assert (precomp / VOCAB_FILE).read_text(encoding="utf-8").split() == ["dog", "man", "street"]
+
+
+def test_every_nn_tag_counts_lower_cased_and_not_lemmatised():
+    """NNS and NNP as well as NN, as the recipe's ``tag.startswith("NN")``; plurals stay plurals."""
+    assert caption_nouns(["Two dogs chase the balls near Paris."], load_tagger(), progress=False) == [
+        ["dogs", "balls", "paris"]]
