@@ -43,3 +43,12 @@ def test_user_step_tiny_runs_both_models():
 def test_user_step_cli_is_registered():
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
+
+
+def test_mvsen_scoring_tiny_compares_the_two_ways_on_the_same_pairs():
+    from itrlib.bench import mvsen_scoring
+
+    table = mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)
+    assert list(table["direction"]) == ["i2t (regions as nodes)", "t2i (words as nodes)"]
+    assert (table["release-style loop pairs/s"] > 0).all() and (table["batched pairs/s"] > 0).all()
+    assert all(float(delta) <= 1e-4 for delta in table["max |delta|"])

@@ -19,6 +19,8 @@ class PairItem(NamedTuple):
     image_index: int
     caption_index: int
     extras: dict[str, np.ndarray]
+    positive_tokens: list[int] | None = None
+    """Token ids of another caption of the same image (MVSEN's T+), when the model asks for one."""
 
 
 class ImageItem(NamedTuple):
@@ -66,6 +68,8 @@ class Batch(_Movable):
     image_index: torch.Tensor  # (B,) int64 image index within the split
     caption_index: torch.Tensor  # (B,) int64 caption index within the split
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (B, ...) side-input rows
+    positive_captions: torch.Tensor | None = None  # (B, L+) another caption of each pair's image, or None
+    positive_lengths: torch.Tensor | None = None  # (B,) int64
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -130,11 +134,15 @@ def _indices(values: Sequence[int]) -> torch.Tensor:
 def collate_pairs(items: Sequence[PairItem], pad_id: int) -> Batch:
     images, image_lengths = pad_regions([it.image for it in items])
     captions, caption_lengths = pad_sequences([it.tokens for it in items], pad_id)
+    positives = positive_lengths = None
+    if items[0].positive_tokens is not None:
+        positives, positive_lengths = pad_sequences([it.positive_tokens for it in items], pad_id)
     return Batch(images=images, image_lengths=image_lengths, captions=captions,
                  caption_lengths=caption_lengths,
                  image_index=_indices([it.image_index for it in items]),
                  caption_index=_indices([it.caption_index for it in items]),
-                 extras=_stack_extras([it.extras for it in items]))
+                 extras=_stack_extras([it.extras for it in items]),
+                 positive_captions=positives, positive_lengths=positive_lengths)
 
 
 def collate_images(items: Sequence[ImageItem]) -> ImageBatch:

@@ -24,6 +24,8 @@ from itrlib.data.precomp import PrecompSplit
 from itrlib.data.text import Tokenizer
 from itrlib.errors import ConfigError, DataError
 
+POSITIVE_RULES = (None, "random", "next")
+
 
 def _check_extras(split: PrecompSplit, extras: dict[str, np.ndarray] | None, per: str = "image"
                   ) -> dict[str, np.ndarray]:
@@ -72,12 +74,17 @@ class PairDataset(Dataset):
     ``caption_augment``. train=False: all regions, no augmentation. ``extras`` are per-image arrays
     (N_img, ...), ``caption_extras`` per-caption arrays (N_cap, ...); both are delivered in ``Batch.extras``
     (one row per pair).
+
+    ``positive`` adds another caption of the same image to every item (MVSEN's T+, unaugmented):
+    ``random`` draws one of the image's other captions uniformly, anew each epoch (from its own
+    ``default_rng([seed, epoch, index, 1])``, so the other draws do not shift); ``next`` always takes
+    caption ``(c + 1) mod caps_per_image`` of the image (a fixed choice, like the release's precomputed file).
     """
 
     def __init__(self, split: PrecompSplit, tokenizer: Tokenizer, *, train: bool,
                  region_keep_prob: float = 0.8, caption_augment: bool = True, seed: int = 0,
                  extras: dict[str, np.ndarray] | None = None,
-                 caption_extras: dict[str, np.ndarray] | None = None):
+                 caption_extras: dict[str, np.ndarray] | None = None, positive: str | None = None):
         if not 0.0 < region_keep_prob <= 1.0:
             raise ConfigError(f"region_keep_prob={region_keep_prob!r}: expected a probability in (0, 1]")
         self.split = split
@@ -89,6 +96,12 @@ class PairDataset(Dataset):
         self.epoch = 0
         self.extras = _check_extras(split, extras)
         self.caption_extras = _check_extras(split, caption_extras, "caption")
+        if positive not in POSITIVE_RULES:
+            raise ConfigError(f"positive={positive!r}: expected one of {POSITIVE_RULES}")
+        if positive is not None and split.caps_per_image < 2:
+            raise DataError(f"split {split.split!r} in {split.root} has {split.caps_per_image} caption per image: "
+                            "a positive caption needs at least 2")
+        self.positive = positive
         self.collate_fn = partial(collate_pairs, pad_id=tokenizer.pad_id)
 
     def set_epoch(self, epoch: int) -> None:
@@ -104,9 +117,10 @@ class PairDataset(Dataset):
         image_index = index // self.split.caps_per_image
         image = _load_image(self.split, image_index)
         caption = self.split.captions[index]
+        positive = self._positive_tokens(index)
         if not self.train:
             return PairItem(image, self.tokenizer.encode(caption), image_index, index,
-                            _pair_extras(self, image_index, index))
+                            _pair_extras(self, image_index, index), positive)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         draws = rng.random(image.shape[0])  # drawn even at keep prob 1 so the caption draws do not shift
         if self.region_keep_prob < 1.0:
@@ -114,7 +128,20 @@ class PairDataset(Dataset):
             if keep.any():
                 image = image[keep]
         tokens = self.tokenizer.encode(caption, rng if self.caption_augment else None)
-        return PairItem(image, tokens, image_index, index, _pair_extras(self, image_index, index))
+        return PairItem(image, tokens, image_index, index, _pair_extras(self, image_index, index), positive)
+
+    def _positive_tokens(self, index: int) -> list[int] | None:
+        """Token ids of the positive caption of caption ``index`` (None without ``positive``)."""
+        if self.positive is None:
+            return None
+        per = self.split.caps_per_image
+        first, offset = index - index % per, index % per
+        if self.positive == "next":
+            other = (offset + 1) % per
+        else:
+            draw = int(np.random.default_rng([self.seed, self.epoch, index, 1]).integers(per - 1))
+            other = draw + (draw >= offset)  # uniform over the image's other captions
+        return self.tokenizer.encode(self.split.captions[first + other])
 
 
 class ImageDataset(Dataset):

@@ -97,7 +97,8 @@ class Trainer:
         self.dataset = PairDataset(self.train_split, self.tokenizer, train=True,
                                    region_keep_prob=config.data.region_keep_prob,
                                    caption_augment=config.data.caption_augment, seed=config.train.seed,
-                                   extras=side.image, caption_extras=side.caption)
+                                   extras=side.image, caption_extras=side.caption,
+                                   positive=self.model.positive_caption)
         self.sampler = EpochBatchSampler(len(self.dataset), config.train.batch_size, config.train.seed,
                                          max_batches=config.train.max_steps_per_epoch)
         groups = self.model.param_groups(config.train.lr)

@@ -32,7 +32,11 @@ class RetrievalModel(nn.Module):
     """Side files the model needs (``{split}_{name}.npy`` or ``.txt``, per image or per caption); the data
     layer loads them for training and evaluation alike and delivers them as ``extras``."""
 
-    score_block_pairs: ClassVar[int] = 1 << 25
+    positive_caption: str | None = None
+    """Whether each training pair also brings another caption of its image (``Batch.positive_captions``):
+    ``None``, ``"random"`` (redrawn each epoch) or ``"next"`` (MVSEN's text-text matching task)."""
+
+    score_block_pairs: int = 1 << 25
     """Pairs per score block at evaluation (memory budget; ``eval.max_pairs_per_block`` overrides it).
     A global model's block is a float32 matrix (2^25 pairs = 128 MiB); a pairwise model sets it lower."""
 

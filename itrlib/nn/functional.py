@@ -10,6 +10,12 @@ def l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
     return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps)
 
 
+def safe_l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
+    """:func:`l2norm` whose gradient stays finite where ``x`` is all zeros (padding): the norm's
+    backward at 0 is taken as 0, where ``sqrt(sum(x^2))`` gives 0 * inf = NaN."""
+    return x / (torch.linalg.vector_norm(x, dim=dim, keepdim=True) + eps)
+
+
 def length_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Boolean mask (B, L): True at valid positions ``t < lengths[b]``."""
     max_len = int(lengths.max()) if max_len is None else max_len

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from itrlib.errors import WeightsNotFoundError
+from itrlib.nn.functional import safe_l2norm
 
 
 class BertTokenFeatures(nn.Module):
@@ -88,3 +89,48 @@ def build_token_encoder(encoder: str, tokenizer, embed_size: int, word_dim: int 
     if encoder == "bigru":
         return BiGRUTokenFeatures(tokenizer.vocab_size, word_dim, embed_size)
     raise ValueError(f"unknown text encoder {encoder!r} (expected 'bert' or 'bigru')")
+
+
+class FrozenBertLayerSum(nn.Module):
+    """A frozen BERT-family encoder: the sum of its last ``layers`` hidden layers per token (B, L, hidden).
+
+    MVSEN's word features (the release sums BERT-base's last 4 layers under ``torch.no_grad``). Dropout
+    follows the module's train/eval mode, as in the release. ``attention_mask=False`` reproduces the
+    release, which passes no mask, so [PAD] positions are attended; by default they are masked.
+    """
+
+    def __init__(self, path: str | Path, layers: int = 4, pad_id: int = 0, attention_mask: bool = True):
+        super().__init__()
+        self.inner = BertTokenFeatures(path, embed_size=None, pad_id=pad_id)
+        self.inner.requires_grad_(False)
+        depth = self.inner.bert.config.num_hidden_layers
+        if not 1 <= layers <= depth:
+            raise ValueError(f"cannot sum the last {layers} layers of a {depth}-layer encoder")
+        self.layers = layers
+        self.pad_id = pad_id
+        self.attention_mask = attention_mask
+        self.out_dim = self.inner.out_dim
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) -> (B, L, hidden), no gradient."""
+        mask = (ids != self.pad_id).long() if self.attention_mask else torch.ones_like(ids)
+        with torch.no_grad():
+            hidden = self.inner.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+            return torch.stack(hidden[-self.layers:]).sum(0)
+
+
+class GRUWordFeatures(nn.Module):
+    """Token features (B, L, D) -> 1-layer BiGRU, directions averaged, L2-normalised per word (B, L, H);
+    padded positions are 0 (MVSEN's ``EncoderText`` after BERT)."""
+
+    def __init__(self, in_dim: int, hidden: int):
+        super().__init__()
+        self.rnn = nn.GRU(in_dim, hidden, num_layers=1, batch_first=True, bidirectional=True)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(tokens, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
+        half = out.shape[-1] // 2
+        out = (out[..., :half] + out[..., half:]) / 2
+        return safe_l2norm(out)

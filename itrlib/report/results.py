@@ -138,7 +138,12 @@ def text_encoder_name(text: Mapping) -> str:
 
 def training_budget(run_dir: str | Path) -> str:
     """A run's budget in words: ``4 epochs, batch size 128, text encoder MiniLM (all-MiniLM-L6-v2)``
-    (and the step cap of smoke runs)."""
+    (and the step cap of smoke runs); a composite run's is its members' (``members: ...``)."""
+    from itrlib.composite import is_composite, load_composite
+
+    if is_composite(run_dir):
+        budgets = dict.fromkeys(training_budget(m) for m in load_composite(run_dir)["members"])
+        return f"composite of runs trained {' / '.join(budgets)}"
     config = read_run_config(run_dir)
     train = config["train"]
     encoder = text_encoder_name(config["text"])

@@ -1,0 +1,193 @@
+"""MVSEN's pairwise matching network (eq. 5-11), batched over blocks of images x captions.
+
+For one image (regions V, K x d) and one caption (words T, n x d), with A = LeakyReLU_0.1(V T^T) (K x n):
+
+- words attended at each region r (eq. 5-6, "v_t2i"): a_r = softmax_w(scale * A[r, w] / ||A[:, w]||), then
+  x_r = sum_w a_r[w] t_w (the norm runs over the regions for each word: the released code's SCAN-style
+  L2 normalisation, not in the paper);
+- regions attended at each word w ("t_i2t"): a_w = softmax_r(scale * A[r, w] / ||A[r, :]||), x_w = sum_r a_w[r] v_r;
+- nodes: the K regions (code direction ``i2t``) with delta_r = (x_r - v_r)^2, or the n words (code ``t2i``)
+  with delta_w = (x_w - t_w)^2;
+- eq. 7: m = L2norm(W_c delta + b_c) (weight-normed W_c: d -> d_c);
+- eq. 8-10, ``gcn_layers`` residual layers M <- softmax_rows((M W_q + b_q)(M W_k + b_k)^T) M + M (the
+  release's reading: softmax-normalised edges, no node transform);
+- eq. 11: S = mean over nodes of W_2 tanh(W_1 m + b_1) + b_2 (weight-normed, hidden ``hidden`` units).
+
+Behaviour matched: FlyCuteBird/MVSEN ``sim_Reason.py`` (``weighted_Features``, ``GraphReasoning``,
+``Reason_i2t``/``Reason_t2i``), which runs one caption at a time, sliced to its length, against a block of
+images. Here a whole block of images x captions goes through each step at once: padded words and regions
+are masked out of every norm, softmax and mean, so each pair's score equals the one-pair computation.
+
+Edge logits use Q K^T = M (W_q W_k^T) M^T + 1 (W_k b_q)^T M^T + (terms constant along each row), and the
+row-constant terms cancel in the softmax: one d_c x d_c product per layer instead of two (exact in
+arithmetic; equal to the two-projection form to float rounding, see tests/test_mvsen.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from itrlib.nn.functional import safe_l2norm
+from itrlib.nn.padded import PaddedSet
+
+NODES = ("regions", "words")
+
+
+@dataclass(frozen=True)
+class PairFeatures:
+    """Per-pair means of the attended features (the multi-label task's inputs), each (n_img, n_cap, d):
+    ``words_at_regions`` averaged over the regions, ``regions_at_words`` averaged over the caption's words."""
+
+    words_at_regions: torch.Tensor
+    regions_at_words: torch.Tensor
+
+
+class GraphReasoningLayer(nn.Module):
+    """One residual GCN layer over the similarity nodes: M <- softmax(Q K^T) M + M."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        bound = (6.0 / (2 * dim)) ** 0.5  # the release's uniform Xavier, zero biases
+        for layer in (self.query, self.key):
+            nn.init.uniform_(layer.weight, -bound, bound)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, nodes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """nodes (P, n, d_c), valid (P, n) bool -> (P, n, d_c)."""
+        # logits[i, j] = (m_i W_q^T + b_q) . (m_j W_k^T + b_k) up to terms constant in j
+        bilinear = self.query.weight.T @ self.key.weight  # (d_c, d_c): W_q^T W_k acting on rows m_i
+        shift = self.key.weight.T @ self.query.bias  # (d_c,): b_q . (W_k m_j)
+        left = torch.addmm(shift, nodes.reshape(-1, nodes.shape[-1]), bilinear).view_as(nodes)
+        logits = left @ nodes.transpose(1, 2)
+        logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
+        return torch.softmax(logits, dim=-1) @ nodes + nodes
+
+
+class SimilarityGraph(nn.Module):
+    """Eq. 7-11: per-node difference vectors (P, n, d) -> one score per pair (P,)."""
+
+    def __init__(self, dim: int, sim_dim: int = 256, hidden: int = 32, layers: int = 3):
+        super().__init__()
+        self.project = weight_norm(nn.Linear(dim, sim_dim))
+        self.layers = nn.ModuleList(GraphReasoningLayer(sim_dim) for _ in range(layers))
+        self.hidden = weight_norm(nn.Linear(sim_dim, hidden))
+        self.score = weight_norm(nn.Linear(hidden, 1))
+
+    def forward(self, delta: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """delta (P, n, d), valid (P, n) bool -> scores (P,)."""
+        nodes = safe_l2norm(self.project(delta), dim=-1)
+        for layer in self.layers:
+            nodes = layer(nodes, valid)
+        # mean_n(W_2 h_n + b_2) = W_2 mean_n(h_n) + b_2: the last layer runs once per pair
+        hidden = torch.tanh(self.hidden(nodes)) * valid[..., None]
+        mean = hidden.sum(1) / valid.sum(1, keepdim=True)
+        return self.score(mean).squeeze(-1)
+
+
+def cross_attention(regions: PaddedSet, words: PaddedSet, scale: float = 10.0, slope: float = 0.1,
+                    want: tuple[str, ...] = NODES) -> dict[str, torch.Tensor]:
+    """Attended features of every caption x image pair of two blocks, caption-major.
+
+    regions (I images, K, d), words (C captions, n, d) -> ``{"regions": (C, I, K, d) words attended at
+    each region, "words": (C, I, n, d) regions attended at each word}`` (only the keys in ``want``).
+    """
+    v, t = regions.features, words.features
+    n_img, k, d = v.shape
+    n_cap, n, _ = t.shape
+    region_ok, word_ok = regions.mask(), words.mask()
+    # dots[c, i, r, w] = v_ir . t_cw: one (C*n, d) x (d, I*K) product
+    dots = (t.reshape(-1, d) @ v.reshape(-1, d).T).view(n_cap, n, n_img, k).permute(0, 2, 3, 1)  # (C, I, K, n)
+    valid = word_ok[:, None, None, :] & region_ok[None, :, :, None]
+    a = F.leaky_relu(dots, slope) * valid
+    out = {}
+    if "regions" in want:  # normalise over regions for each word, softmax over the words of each region
+        logits = (scale * safe_l2norm(a, dim=2)).masked_fill_(~word_ok[:, None, None, :], float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        # per caption c: (I*K, n) @ (n, d)
+        out["regions"] = (weights.reshape(n_cap, n_img * k, n) @ t).view(n_cap, n_img, k, d)
+    if "words" in want:  # normalise over words for each region, softmax over the regions of each word
+        logits = (scale * safe_l2norm(a, dim=3)).masked_fill_(~region_ok[None, :, :, None], float("-inf"))
+        weights = torch.softmax(logits, dim=2)
+        # per (caption, image): (n, K) @ (K, d)
+        out["words"] = weights.transpose(2, 3) @ v[None]
+    return out
+
+
+def pairwise_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,
+                    scale: float = 10.0, slope: float = 0.1, features: bool = False
+                    ) -> tuple[torch.Tensor, PairFeatures | None]:
+    """Scores (I, C) of every image x caption pair through the matching network with ``nodes`` graph nodes
+    (``regions``: code direction i2t; ``words``: code t2i); with ``features``, also the per-pair means of
+    both attended views (:class:`PairFeatures`)."""
+    if nodes not in NODES:
+        raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
+    regions, words = regions.trimmed(), words.trimmed()
+    n_img, n_cap = len(regions), len(words)
+    attended = cross_attention(regions, words, scale, slope, NODES if features else (nodes,))
+    if nodes == "regions":
+        node_features, valid = regions.features[None], regions.mask()[None].expand(n_cap, -1, -1)
+    else:
+        node_features, valid = words.features[:, None], words.mask()[:, None].expand(-1, n_img, -1)
+    delta = attended[nodes] - node_features
+    # in place when no gradient is needed: these (C, I, nodes, d) tensors are the largest of the pass
+    delta = delta.square_() if not torch.is_grad_enabled() and not features else delta.square()
+    scores = graph(delta.flatten(0, 1), valid.flatten(0, 1)).view(n_cap, n_img).T
+    if not features:
+        return scores, None
+    region_ok, word_ok = regions.mask(), words.mask()
+    at_regions = (attended["regions"] * region_ok[None, :, :, None]).sum(2) / regions.lengths[None, :, None]
+    at_words = (attended["words"] * word_ok[:, None, :, None]).sum(2) / words.lengths[:, None, None]
+    return scores, PairFeatures(at_regions.transpose(0, 1), at_words.transpose(0, 1))
+
+
+def block_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str, scale: float = 10.0,
+                 slope: float = 0.1, pairs_per_pass: int = 4096) -> torch.Tensor:
+    """Scores (I, C) in float32 of a block of images x captions: the captions sorted by length, then
+    :func:`pairwise_scores` on passes of at most ``pairs_per_pass`` pairs (each pass cut to its own longest
+    caption, so sorting wastes little on padding)."""
+    out = torch.empty(len(regions), len(words), dtype=torch.float32, device=regions.features.device)
+    img_step = max(1, min(len(regions), pairs_per_pass))
+    cap_step = max(1, pairs_per_pass // img_step)
+    order = torch.argsort(words.lengths, stable=True)
+    for c0 in range(0, len(words), cap_step):
+        idx = order[c0:c0 + cap_step]
+        caps = PaddedSet(words.features[idx].float(), words.lengths[idx])
+        for i0 in range(0, len(regions), img_step):
+            imgs = regions[i0:i0 + img_step]
+            out[i0:i0 + img_step, idx] = pairwise_scores(graph, PaddedSet(imgs.features.float(), imgs.lengths),
+                                                         caps, nodes, scale, slope)[0]
+    return out
+
+def caption_loop_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,
+                        scale: float = 10.0, slope: float = 0.1, image_shard: int = 64) -> torch.Tensor:
+    """Scores (I, C) computed the way the release evaluates (``evaluation.shard_xattn`` + ``Reason_*``).
+
+    For each block of ``image_shard`` images and for each caption, one at a time: the caption cut to its
+    length and repeated for every image, both attention directions computed (the release always computes
+    both), the query/key projections of every GCN layer applied separately, the scoring head on every node,
+    then the mean. Same network and weights as :func:`pairwise_scores`, written from the same equations in
+    the release's order: its reference in tests (``image_shard=1``: one pair at a time) and in ``make bench``.
+    """
+    out = torch.empty(len(regions), len(words), dtype=torch.float32, device=regions.features.device)
+    for i0 in range(0, len(regions), image_shard):
+        imgs = regions.features[i0:i0 + image_shard]
+        for c in range(len(words)):
+            cap = words.features[c:c + 1, :int(words.lengths[c])].expand(len(imgs), -1, -1)
+            source, query = (cap, imgs) if nodes == "regions" else (imgs, cap)
+            dots = F.leaky_relu(source @ query.transpose(1, 2), slope)  # (I, S, Q)
+            along_query = torch.softmax(scale * safe_l2norm(dots, dim=2).transpose(1, 2), dim=2)  # (I, Q, S)
+            along_source = torch.softmax(scale * safe_l2norm(dots.transpose(1, 2), dim=2).transpose(1, 2), dim=2)
+            attended, _unused = along_query @ source, along_source @ query
+            m = safe_l2norm(graph.project((attended - query).pow(2)), dim=-1)
+            for layer in graph.layers:
+                edges = torch.softmax(layer.query(m) @ layer.key(m).transpose(1, 2), dim=-1)
+                m = edges @ m + m
+            out[i0:i0 + image_shard, c] = graph.score(torch.tanh(graph.hidden(m))).squeeze(-1).mean(1)
+    return out
