@@ -106,7 +106,7 @@ def create_composite(run_dir: str | Path, members: Sequence[str | Path], *, weig
     if len(weights) != len(members):
         raise ConfigError(f"{len(weights)} weights for {len(members)} members")
     spec = {"members": members, "weights": [float(w) for w in weights], "tuned_on": "dev" if tune else None,
-            "tuning": tuning, "data_root": data_root}
+            "tuning": tuning, "data_root": data_root, "member_checkpoints": _member_stamps(members)}
     _check_same_definition(run_dir, spec)
     atomic_write_json(run_dir / COMPOSITE_FILE, spec)
     return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties, progress=progress)
@@ -151,11 +151,22 @@ def _combined_scores(run_dir: str | Path, spec: dict, split: str, root: str | No
             [meta.get("checkpoint_epoch") for _, meta in loaded])
 
 
+def _member_stamps(members: Sequence[str]) -> list[list[int] | None]:
+    """Stamp of each member's ``best.pt`` (None when absent): a retrained member changes it."""
+    from itrlib.engine.checkpoint import BEST
+    from itrlib.scores import file_stamp
+
+    return [file_stamp(Path(m) / BEST) if (Path(m) / BEST).is_file() else None for m in members]
+
+
 def _check_same_definition(run_dir: Path, spec: dict) -> None:
-    """A composite folder belongs to one definition: refuse to overwrite another one."""
+    """A composite folder belongs to one definition: refuse to overwrite another one, unless a member was
+    retrained since it was written (its weights tuned on dev then change with the members)."""
     if not is_composite(run_dir):
         return
     old = load_composite(run_dir)
+    if old.get("members") == spec["members"] and old.get("member_checkpoints") != spec["member_checkpoints"]:
+        return
     keys = ("members", "weights", "tuned_on")
     if any(old.get(k) != spec.get(k) for k in keys):
         raise ItrlibError(f"{run_dir} already holds a composite of {old['members']} with weights {old['weights']}; "

@@ -2,6 +2,8 @@
 ``evaluate_scores`` on any matrix, composite runs, tie records and timings."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,6 +180,15 @@ def test_composite_weights_alpha_and_tuning_on_dev(runs, tmp_path, monkeypatch):
     assert again["coco5k"]["metrics"] == fixed["coco5k"]["metrics"]
     with pytest.raises(ItrlibError, match="already holds a composite"):
         create_composite(tmp_path / "mix", [a, b], alpha=0.5, protocols=[], progress=False)
+    # once a member is retrained (another best.pt) the old definition is stale and may be replaced
+    best = Path(a) / "best.pt"
+    kept = best.stat()
+    os.utime(best, ns=(kept.st_atime_ns, kept.st_mtime_ns + 1))
+    try:
+        create_composite(tmp_path / "mix", [a, b], alpha=0.5, protocols=[], progress=False)
+        assert load_composite(tmp_path / "mix")["weights"] == [0.5, 0.5]
+    finally:
+        os.utime(best, ns=(kept.st_atime_ns, kept.st_mtime_ns))
     with pytest.raises(ConfigError, match="exactly two members"):
         create_composite(tmp_path / "three", [a, b, a], tune=True, progress=False)
     with pytest.raises(ItrlibError, match="holds a trained run"):
