@@ -169,3 +169,32 @@ def test_positive_captions_are_other_captions_of_the_same_image(smoke_data, toke
 def test_config_errors(override):
     with pytest.raises(ConfigError):
         load_config("mvsen_smoke", [override])
+
+
+def test_text_matching_ignores_extra_padding_unless_official():
+    from itrlib.models.mvsen import TextMatchingHead
+
+    torch.manual_seed(0)
+    words, lengths = torch.randn(4, 5, 8), torch.tensor([5, 3, 2, 4])
+    words[torch.arange(5)[None] >= lengths[:, None]] = 0.0  # BiGRU outputs are 0 at padding
+    longer = torch.nn.functional.pad(words, (0, 0, 0, 3))
+    for masked in (True, False):
+        head = TextMatchingHead(8, 2, 4, masked=masked).eval()
+        with torch.no_grad():
+            a = head(words, lengths, words.flip(0), lengths.flip(0))
+            b = head(longer, lengths, longer.flip(0), lengths.flip(0))
+        assert ((a - b).abs().max() <= 1e-6) == masked
+
+
+def test_label_views_follow_their_definitions(tokenizer):
+    from itrlib.nn.similarity_reasoning import PairFeatures
+
+    g = torch.Generator().manual_seed(0)
+    at_regions, at_words = torch.randn(3, 3, 4, generator=g), torch.randn(3, 3, 4, generator=g)
+    features = PairFeatures(at_regions, at_words)
+    official = _model(tokenizer).label_input(features)
+    paper = _model(tokenizer, "model.label_view=paper").label_input(features)
+    for c in range(3):  # caption c: official averages over every image, paper takes the matched pair only
+        expected = 0.99 * at_regions[:, c].mean(0) + 0.01 * at_words[:, c].mean(0)
+        assert torch.allclose(official[c], expected, atol=1e-6)
+        assert torch.allclose(paper[c], 0.01 * at_regions[c, c] + 0.99 * at_words[c, c], atol=1e-6)
