@@ -136,6 +136,17 @@ def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_ro
     return results
 
 
+def composite_split_scores(run_dir: str | Path, split: str, *, data_root: str | None = None, device: str = "auto",
+                           progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(float32 (N_img, N_cap) weighted sum of the members' scores on ``split``, description with
+    ``data_root``, ``caps_per_image``, ``members``, ``weights`` and ``member_checkpoint_epochs``)."""
+    spec = load_composite(run_dir)
+    scores, root, caps_per_image, epochs = _combined_scores(run_dir, spec, split, data_root or spec.get("data_root"),
+                                                            device, progress)
+    return scores, {"run": str(run_dir), "split": split, "data_root": root, "caps_per_image": caps_per_image,
+                    "members": spec["members"], "weights": spec["weights"], "member_checkpoint_epochs": epochs}
+
+
 def _combined_scores(run_dir: str | Path, spec: dict, split: str, root: str | None, device: str, progress: bool
                      ) -> tuple[np.ndarray, str, int, list]:
     """(weighted sum of the members' scores on ``split``, data folder, captions per image, member epochs)."""

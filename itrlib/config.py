@@ -13,6 +13,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -345,6 +346,18 @@ def _above(where: str, value: float, low: int) -> None:
 def _one_of(where: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_choices(section: str, choices: dict[str, tuple[str, Sequence[str]]]) -> None:
+    """ConfigError unless each ``{key: (value, allowed)}`` of ``section`` holds an allowed value."""
+    for key, (value, allowed) in choices.items():
+        _one_of(f"{section}.{key}", value, tuple(allowed))
+
+
+def check_at_least_one(section: str, values: object, keys: Sequence[str]) -> None:
+    """ConfigError unless every attribute ``keys`` of ``values`` (a config section) is >= 1."""
+    for key in keys:
+        _at_least(f"{section}.{key}", getattr(values, key), 1)
 
 
 def _unknown(key: str, valid: list[str], where: str) -> str:

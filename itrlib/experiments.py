@@ -13,7 +13,8 @@ def train_and_evaluate(method: str, profile: str, *, name: str, data_root: str |
                        bert_path: str | None = None, overrides: list[str] | None = None,
                        protocols: Sequence[str] | None = None, progress: bool = True) -> dict[str, dict]:
     """Train ``<method>_<profile>`` as run ``name`` (resuming or reusing a finished run with the same
-    config) and evaluate it under ``protocols`` (default: every protocol of the profile):
+    config) and evaluate it under ``protocols`` (default: every protocol of the profile; an evaluation of
+    the same checkpoint file, data and tie rule is read back, see ``evaluate_run_protocols(reuse=True)``):
     ``{protocol: eval result}``. ``data_root``/``bert_path`` replace the preset's data folder and
     text-encoder weights."""
     config = profiles.run_config(method, profile, name=name, data_root=data_root, bert_path=bert_path,
@@ -22,7 +23,7 @@ def train_and_evaluate(method: str, profile: str, *, name: str, data_root: str |
     profiles.prepare_run_dir(config, profile)
     train(config, progress=progress)
     chosen = profiles.get_profile(profile).protocols if protocols is None else tuple(protocols)
-    return evaluate_run_protocols(config.run_dir, chosen, progress=progress)
+    return evaluate_run_protocols(config.run_dir, chosen, progress=progress, reuse=True)
 
 
 def train_variants(method: str, profile: str, variants: dict[str, list[str]], *, data_root: str | None = None,

@@ -209,3 +209,13 @@ def inference_time_table(models: dict[str, RetrievalModel], sizes: dict[str, tup
             rows.append({"model": name, "protocol": protocol, "images": n_images, "captions": n_captions,
                          "encode_s": timing["encode"], "match_s": timing["match"], "total_s": timing["total"]})
     return pd.DataFrame(rows, columns=["model", "protocol", "images", "captions", "encode_s", "match_s", "total_s"])
+
+
+def projected_times(timing: dict[str, Any], n_images: int, n_captions: int) -> dict[str, float]:
+    """Seconds of :func:`measure_inference_time`'s ``timing`` scaled to ``n_images`` x ``n_captions``:
+    image encoding in proportion to the images, caption encoding to the captions, matching to the pairs
+    (every image is scored against every caption). Keys ``encode``, ``match`` and ``total``."""
+    encode = (timing["encode_images"] * n_images / timing["images"]
+              + timing["encode_captions"] * n_captions / timing["captions"])
+    match = timing["match"] * (n_images * n_captions) / timing["pairs"]
+    return {"encode": encode, "match": match, "total": encode + match}

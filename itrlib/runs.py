@@ -11,7 +11,7 @@ import pandas as pd
 
 from itrlib.data.precomp import PrecompSplit, open_split
 from itrlib.engine.checkpoint import BEST, LAST
-from itrlib.engine.components import LoadedRun, load_run
+from itrlib.engine.components import LoadedRun, load_run, load_run_config
 from itrlib.engine.trainer import METRICS_FILE
 from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.evaluate import SplitEvaluation, evaluate_split
@@ -36,26 +36,42 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
                            split: str | None = None, checkpoint: str = "best", device: str = "auto",
                            batch_size: int | None = None, ties: str | None = None,
                            save_scores: str | None = None, max_pairs_per_block: int | None = None,
-                           progress: bool = True) -> dict[str, dict]:
+                           progress: bool = True, reuse: bool = False) -> dict[str, dict]:
     """Evaluate a run's checkpoint under ``protocols``; write each ``eval-<protocol>.json`` atomically.
 
     Protocols on the same split are encoded and scored once (COCO 1K folds are blocks of the 5K matrix).
     ``data_root`` defaults to the run's ``data.root``; ``split`` to each protocol's split (``test`` for
     f30k1k, ``testall`` for the COCO protocols). ``ties``, ``save_scores`` and ``max_pairs_per_block``
     default to the run's ``eval`` section. A composite run folder is evaluated from its members' scores.
+    ``reuse``: a split whose protocols all have an ``eval-<protocol>.json`` of the same checkpoint file
+    (its size and modification time), data folder, split and tie rule (and, when scores are to be saved,
+    fresh saved scores) is read back instead of evaluated again.
     """
     from itrlib.composite import evaluate_composite, is_composite
 
     if is_composite(run_dir):
         return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties,
                                   progress=progress)
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
-    ties, save_scores = ties or run.config.eval.ties, save_scores or run.config.eval.save_scores
-    root = data_root or run.config.data.root
+    config = load_run_config(run_dir)
+    ties, save_scores = ties or config.eval.ties, save_scores or config.eval.save_scores
+    root = data_root or config.data.root
     specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
     if split:
         specs = [dataclasses.replace(spec, split=split) for spec in specs]
     results: dict[str, dict] = {}
+    if reuse and checkpoint in CHECKPOINTS and (Path(run_dir) / CHECKPOINTS[checkpoint]).is_file():
+        stamp = file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])
+        for split_name in dict.fromkeys(spec.split for spec in specs):
+            same = [s for s in specs if s.split == split_name]
+            kept = [_reusable(run_dir, s, checkpoint, stamp, root, ties, save_scores) for s in same]
+            if all(kept):
+                results.update({s.name: r for s, r in zip(same, kept, strict=True)})
+                for result in kept:
+                    say(eval_line(run_dir, result) + " (reused)", progress)
+        specs = [s for s in specs if s.name not in results]
+    if not specs:
+        return {p: results[p] for p in protocols}
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     for split_name in dict.fromkeys(spec.split for spec in specs):
         data = _open_checked(run, root, split_name)
         evaluation = evaluate_loaded(run, data, [s for s in specs if s.split == split_name], batch_size=batch_size,
@@ -71,6 +87,26 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
             results[name] = result
             say(eval_line(run_dir, result), progress)
     return {p: results[p] for p in protocols}
+
+
+def _reusable(run_dir: str | Path, spec: Protocol, checkpoint: str, stamp: list[int], root: str | Path,
+              ties: str, save_scores: str) -> dict | None:
+    """The saved result of ``spec`` when it was computed from this checkpoint file, data folder, split and
+    tie rule (and its scores were saved when ``save_scores`` asks for them), else None."""
+    path = eval_path(run_dir, spec.name)
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    same = (result.get("checkpoint") == checkpoint and result.get("checkpoint_stamp") == stamp
+            and result.get("split") == spec.split and result.get("ties") == ties
+            and Path(result.get("data_root", "")).resolve() == Path(root).resolve())
+    if same and save_scores != "none":
+        try:
+            meta = load_scores(run_dir, spec.split)[1]
+        except DataError:
+            return None
+        same = meta.get("checkpoint_stamp") == stamp and meta.get("dtype") == save_scores
+    return result if same else None
 
 
 def eval_line(run_dir: str | Path, result: dict) -> str:
@@ -91,8 +127,12 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     when it matches the checkpoint and data, else computed now and saved (float32).
 
     ``split`` ``dev`` means the run's validation split exactly as training used it (first
-    ``data.val_max_images`` images).
+    ``data.val_max_images`` images). A composite run's scores are its members' weighted sum.
     """
+    from itrlib.composite import composite_split_scores, is_composite
+
+    if is_composite(run_dir):
+        return composite_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
     run_dir = Path(run_dir)
     stamp = file_stamp(run_dir / CHECKPOINTS[checkpoint])
     try:
@@ -129,7 +169,8 @@ def evaluate_loaded(run: LoadedRun, data: PrecompSplit, protocols: list[Protocol
 def _source(run: LoadedRun, run_dir: str | Path, root: str | Path, checkpoint: str) -> dict:
     """Where a result comes from: run folder, data folder, checkpoint and its epoch, model name."""
     return {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
-            "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name}
+            "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name,
+            "checkpoint_stamp": file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])}
 
 
 def _write_run_scores(run: LoadedRun, run_dir: str | Path, data: PrecompSplit, checkpoint: str, scores,

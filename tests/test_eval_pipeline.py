@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from itrlib.errors import ConfigError, DataError, ItrlibError
 from itrlib.evaluation import PROTOCOLS, block_shape, evaluate_scores, get_protocol, sharded_scores
 from itrlib.evaluation.evaluate import evaluate_split
 from itrlib.report.results import comparison_table
-from itrlib.runs import evaluate_run_protocols, load_eval, run_split_scores
+from itrlib.runs import evaluate_loaded, evaluate_run_protocols, load_eval, run_split_scores
 from itrlib.scores import load_scores
 
 
@@ -105,6 +106,35 @@ def test_eval_json_records_ties_timing_and_saved_scores(runs):
     assert abs(evaluate_scores(saved, "f30k1k")["metrics"]["rsum"] - half["f30k1k"]["metrics"]["rsum"]) < 20
 
 
+def test_reuse_reads_back_an_evaluation_of_the_same_checkpoint_data_and_ties(runs, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(runs[1], run)
+    first = evaluate_run_protocols(run, ["f30k1k", "coco5k"], device="cpu", progress=False, reuse=True)
+    evaluated = []
+    original = evaluate_loaded
+
+    def spy(loaded, data, protocols, **kwargs):
+        evaluated.append([p.name for p in protocols])
+        return original(loaded, data, protocols, **kwargs)
+
+    monkeypatch.setattr("itrlib.runs.evaluate_loaded", spy)
+    again = evaluate_run_protocols(run, ["f30k1k", "coco5k"], device="cpu", progress=False, reuse=True)
+    assert evaluated == [] and again == first
+    # coco1k has no saved result: only testall is evaluated, test is read back
+    evaluate_run_protocols(run, ["f30k1k", "coco1k", "coco5k"], device="cpu", progress=False, reuse=True)
+    assert evaluated == [["coco1k", "coco5k"]]
+    evaluate_run_protocols(run, ["f30k1k"], ties="stable", device="cpu", progress=False, reuse=True)
+    evaluate_run_protocols(run, ["f30k1k"], device="cpu", progress=False)  # reuse off
+    assert evaluated[1:] == [["f30k1k"], ["f30k1k"]]
+    best = run / "best.pt"  # another checkpoint file (a retrained run) is evaluated again
+    os.utime(best, ns=(best.stat().st_atime_ns, best.stat().st_mtime_ns + 1))
+    evaluate_run_protocols(run, ["f30k1k"], device="cpu", progress=False, reuse=True)
+    # scores asked for but not saved with this checkpoint: evaluated again, then reused
+    evaluate_run_protocols(run, ["f30k1k"], save_scores="float32", device="cpu", progress=False, reuse=True)
+    evaluate_run_protocols(run, ["f30k1k"], save_scores="float32", device="cpu", progress=False, reuse=True)
+    assert evaluated[3:] == [["f30k1k"], ["f30k1k"]]
+
+
 def test_stable_tie_rule_is_recorded(runs):
     result = evaluate_run_protocols(runs[0], ["f30k1k"], ties="stable", device="cpu", progress=False)["f30k1k"]
     assert result["ties"] == "stable"
@@ -156,6 +186,9 @@ def test_composite_weights_alpha_and_tuning_on_dev(runs, tmp_path, monkeypatch):
     assert fixed["coco5k"]["metrics"] == evaluate_scores(0.3 * sa + 0.7 * sb, "coco5k")["metrics"]
     assert fixed["coco5k"]["composite"]["weights"] == [0.3, 0.7]
     assert load_eval(tmp_path / "mix", "coco5k")["metrics"] == fixed["coco5k"]["metrics"]
+    mixed, meta = run_split_scores(tmp_path / "mix", "testall")  # a composite's scores: the weighted sum
+    np.testing.assert_allclose(mixed, 0.3 * sa + 0.7 * sb, rtol=0, atol=1e-6)
+    assert meta["weights"] == [0.3, 0.7] and meta["caps_per_image"] == 5
 
     seen_splits = []
     original = run_split_scores

@@ -14,10 +14,12 @@ side arrays are cut the same way. Floating rows are checked to be finite when an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from itrlib.data.precomp import PrecompSplit
 from itrlib.errors import DataError
@@ -110,3 +112,13 @@ def _read_text_rows(path: Path) -> np.ndarray:
     if len(bad_rows):
         raise DataError(f"{path}: line {int(bad_rows[0]) + 1} has non-finite values (NaN or inf)")
     return array
+
+
+def side_rows(extras: Mapping[str, torch.Tensor] | None, spec: SideInput, width: int, needs: str) -> torch.Tensor:
+    """The (B, ``width``) rows of side input ``spec`` in a batch's ``extras``; DataError saying what ``needs``
+    them (e.g. "CGE needs the CLIP vectors of {split}_clip.npy") and what was found otherwise."""
+    rows = (extras or {}).get(spec.name)
+    if rows is None or rows.dim() != 2 or rows.shape[1] != width:
+        found = None if rows is None else tuple(rows.shape)
+        raise DataError(f"{needs} as (B, {width}) rows; got {found}")
+    return rows

@@ -52,13 +52,19 @@ class LoadedRun:
     checkpoint: dict
 
 
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The ``config.yaml`` of a run folder; ItrlibError when the folder has none."""
+    config_path = Path(run_dir) / CONFIG_FILE
+    if not config_path.is_file():
+        raise ItrlibError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+    return load_config(config_path)
+
+
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
     """Rebuild the model of a run folder from ``config.yaml`` and a checkpoint (``best`` or ``last``)."""
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise ItrlibError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
-    config = load_config(config_path)
+    config = load_run_config(run_dir)
     names = {"best": BEST, "last": LAST}
     if checkpoint not in names:
         raise ItrlibError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")

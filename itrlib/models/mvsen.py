@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from itrlib.config import TextConfig
+from itrlib.config import TextConfig, check_at_least_one, check_choices
 from itrlib.data.collate import Batch
-from itrlib.data.side_inputs import SideInput
-from itrlib.errors import ConfigError, DataError
+from itrlib.data.side_inputs import SideInput, side_rows
+from itrlib.errors import ConfigError
 from itrlib.losses.dynamic_topk import NEGATIVES, dynamic_topk_hinge
 from itrlib.models.base import Extras, RetrievalModel
 from itrlib.models.registry import register_model
@@ -124,16 +124,11 @@ class MVSENConfig:
     in cache were fastest on 2 cores; see ``make bench``) and 1024 on CUDA."""
 
     def validate(self) -> None:
-        choices = {"direction": (self.direction, tuple(DIRECTIONS)), "negatives": (self.negatives, NEGATIVES),
-                   "label_view": (self.label_view, LABEL_VIEWS),
-                   "positive_caption": (self.positive_caption, POSITIVE_CAPTIONS)}
-        for key, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}; got {value!r}")
-        for key in ("d_model", "heads", "d_head", "d_ff", "memory_layers", "bert_layers", "gru_hidden",
-                    "sim_dim", "score_hidden", "num_labels", "text_heads"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        check_choices("model", {"direction": (self.direction, tuple(DIRECTIONS)),
+                                "negatives": (self.negatives, NEGATIVES), "label_view": (self.label_view, LABEL_VIEWS),
+                                "positive_caption": (self.positive_caption, POSITIVE_CAPTIONS)})
+        check_at_least_one("model", self, ("d_model", "heads", "d_head", "d_ff", "memory_layers", "bert_layers",
+                                           "gru_hidden", "sim_dim", "score_hidden", "num_labels", "text_heads"))
         if self.score_pass_mb is not None and self.score_pass_mb < 1:
             raise ConfigError(f"model.score_pass_mb must be >= 1 (or null), got {self.score_pass_mb}")
         if self.memory_slots < 0 or self.gcn_layers < 0 or (self.text_proj is not None and self.text_proj < 1):
@@ -295,13 +290,10 @@ class MVSENModel(RetrievalModel):
                 + beta * features.regions_at_words.diagonal().T)
 
     def _labels(self, extras: Extras) -> torch.Tensor:
-        labels = extras.get(LABEL_INPUT.name)
-        if labels is None or labels.dim() != 2 or labels.shape[1] != self.config.num_labels:
-            found = None if labels is None else tuple(labels.shape)
-            raise DataError(f"MVSEN's classification needs {{split}}_label.txt rows of model.num_labels="
-                            f"{self.config.num_labels} labels per image; got {found} (set model.num_labels to "
-                            "the file's width, or build the file: python -m itrlib data labels)")
-        return labels
+        return side_rows(extras, LABEL_INPUT, self.config.num_labels,
+                         "MVSEN's classification needs the {split}_label.txt rows of model.num_labels labels per "
+                         "image (set model.num_labels to the file's width, or build the file: python -m itrlib "
+                         "data labels)")
 
     def param_groups(self, lr: float) -> list[dict]:
         """Everything but the frozen BERT, at lr (the release's single Adam group)."""

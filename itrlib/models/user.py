@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from itrlib.config import RunConfig, TextConfig
+from itrlib.config import RunConfig, TextConfig, check_at_least_one, check_choices
 from itrlib.data.collate import Batch
-from itrlib.data.side_inputs import SideInput
+from itrlib.data.side_inputs import SideInput, side_rows
 from itrlib.errors import ConfigError
 from itrlib.losses.uto import DIAGONALS, POSITIVES, uto_loss
 from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
@@ -90,15 +90,11 @@ class USERConfig(VSEEncoderConfig):
     """Seed of the queues' initial noise (uniform [0, 1) rows, L2-normalised, as the released code)."""
 
     def validate(self) -> None:
-        choices = {"enhancement": (self.enhancement, ENHANCEMENTS), "sge_local_norm": (self.sge_local_norm,
-                   ("slot", "feature")), "attention_norm": (self.attention_norm, ("l2", "softmax")),
-                   "diagonal": (self.diagonal, DIAGONALS), "positive": (self.positive, POSITIVES)}
-        for key, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"model.{key} must be one of {', '.join(allowed)}; got {value!r}")
-        for key in ("embed_size", "num_slots", "clip_dim", "cge_hidden", "queue_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        check_choices("model", {"enhancement": (self.enhancement, ENHANCEMENTS),
+                                "sge_local_norm": (self.sge_local_norm, ("slot", "feature")),
+                                "attention_norm": (self.attention_norm, ("l2", "softmax")),
+                                "diagonal": (self.diagonal, DIAGONALS), "positive": (self.positive, POSITIVES)})
+        check_at_least_one("model", self, ("embed_size", "num_slots", "clip_dim", "cge_hidden", "queue_size"))
         if self.gamma <= 0 or self.margin < 0 or self.mini_batch_weight < 0:
             raise ConfigError(f"model: gamma > 0, margin >= 0, mini_batch_weight >= 0 required; got gamma="
                               f"{self.gamma}, margin={self.margin}, mini_batch_weight={self.mini_batch_weight}")
@@ -171,12 +167,8 @@ class USERModel(GlobalEmbeddingModel):
     def _clip(self, extras: Extras | None) -> torch.Tensor | None:
         if self.config.enhancement != "cge":
             return None
-        clip = (extras or {}).get(CLIP_INPUT.name)
-        if clip is None or clip.dim() != 2 or clip.shape[1] != self.config.clip_dim:
-            found = None if clip is None else tuple(clip.shape)
-            raise ValueError(f"CGE needs the CLIP vectors of {{split}}_clip.npy as (B, model.clip_dim="
-                             f"{self.config.clip_dim}); got {found}")
-        return clip.float()
+        return side_rows(extras, CLIP_INPUT, self.config.clip_dim,
+                         "CGE needs the CLIP vectors of {split}_clip.npy (model.clip_dim)").float()
 
     def encode_images(self, images: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None
                       ) -> torch.Tensor:

@@ -156,13 +156,13 @@ def block_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, n
     img_step = max(1, min(len(regions), pairs_per_pass))
     cap_step = max(1, pairs_per_pass // img_step)
     order = torch.argsort(words.lengths, stable=True)
+    regions = PaddedSet(regions.features.float(), regions.lengths)  # once, not once per pass
     for c0 in range(0, len(words), cap_step):
         idx = order[c0:c0 + cap_step]
         caps = PaddedSet(words.features[idx].float(), words.lengths[idx])
         for i0 in range(0, len(regions), img_step):
-            imgs = regions[i0:i0 + img_step]
-            out[i0:i0 + img_step, idx] = pairwise_scores(graph, PaddedSet(imgs.features.float(), imgs.lengths),
-                                                         caps, nodes, scale, slope)[0]
+            out[i0:i0 + img_step, idx] = pairwise_scores(graph, regions[i0:i0 + img_step], caps, nodes, scale,
+                                                         slope)[0]
     return out
 
 def caption_loop_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,

@@ -18,11 +18,12 @@ import pandas as pd
 from itrlib.composite import create_composite
 from itrlib.experiments import train_and_evaluate
 from itrlib.models.mvsen import ABLATION_ROWS, ENSEMBLE_ROWS
-from itrlib.profiles import get_profile, run_config
+from itrlib.profiles import get_profile
 from itrlib.report.paper import paper_sweep_note
 from itrlib.report.plots import plot_sweep
 from itrlib.report.results import Results, ours_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
+from itrlib.studies.sweeps import Sweep
 
 DIRECTIONS = ("t2i", "i2t")
 ENSEMBLE = "MVSEN t2i+i2t"
@@ -166,28 +167,9 @@ def ablation_caption(results: Results, table: pd.DataFrame, profile: str) -> Cap
 # --- Fig. 2 (GCN layers) and Figs. 3-4 (gamma) ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """One swept ``model.*`` field of one direction: values per profile, the paper's figure."""
-
-    field: str
-    values: tuple[float, ...]
-    embedded_values: tuple[float, ...]
-    smoke_values: tuple[float, ...]
-    figure: str
-    axis: str
-
-    def values_for(self, profile: str) -> tuple[float, ...]:
-        if profile == "smoke":
-            return self.smoke_values
-        return self.embedded_values if get_profile(profile).synthetic else self.values
-
-    def default(self, profile: str) -> float:
-        return getattr(run_config("mvsen", profile).model, self.field.split(".")[1])
-
-
-GCN_SWEEP = Sweep("model.gcn_layers", (1, 2, 3, 4, 5), (1, 3, 5), (1, 3), "Fig. 2", "GCN layers l (residual layers)")
-GAMMA_SWEEP = Sweep("model.gamma", (0.1, 0.3, 0.5, 0.7, 0.9), (0.1, 0.5, 0.9), (0.1, 0.9), "Fig. 3",
+GCN_SWEEP = Sweep("mvsen", "model.gcn_layers", (1, 2, 3, 4, 5), (1, 3, 5), (1, 3), "Fig. 2",
+                  "GCN layers l (residual layers)")
+GAMMA_SWEEP = Sweep("mvsen", "model.gamma", (0.1, 0.3, 0.5, 0.7, 0.9), (0.1, 0.5, 0.9), (0.1, 0.9), "Fig. 3",
                     "γ, weight of text-text matching against classification (code: gama)")
 
 
@@ -224,9 +206,14 @@ def sweep_table(sweep: Sweep, results: dict[str, dict[float, dict[str, dict]]]) 
                           for protocol, r in by_protocol.items()])
 
 
+def sweep_results(sweep: Sweep, results: dict[str, dict[float, dict[str, dict]]]) -> Results:
+    """:func:`run_sweep`'s results flattened to ``{"<direction> <field>=<value>": {protocol: result}}``."""
+    return {f"{d} {sweep.field}={v:g}": r for d, by_value in results.items() for v, r in by_value.items()}
+
+
 def sweep_caption(sweep: Sweep, results: dict[str, dict[float, dict[str, dict]]], table: pd.DataFrame,
                   profile: str) -> Caption:
-    labelled = {f"{d} {sweep.field}={v:g}": r for d, by_value in results.items() for v, r in by_value.items()}
+    labelled = sweep_results(sweep, results)
     note = paper_sweep_note("MVSEN", f"{sweep.figure} (text)") or "the paper prints curves only"
     return table_caption(f"MVSEN {sweep.figure}: rSum against {sweep.axis}", labelled, table, profile,
                          protocols=[SWEEP_PROTOCOL],
@@ -240,7 +227,7 @@ def plot_mvsen_sweep(sweep: Sweep, table: pd.DataFrame, results: dict[str, dict[
     """rSum against the swept value, one line per direction, the default marked; the paper's panel says what
     the paper reports (curves without printed numbers)."""
     default = sweep.default(profile)
-    labelled = {f"{d} {sweep.field}={v:g}": r for d, by_value in results.items() for v, r in by_value.items()}
+    labelled = sweep_results(sweep, results)
     return plot_sweep(table, x=sweep.field, y="rSum", hue="direction", xlabel=sweep.axis,
                       title=f"MVSEN {sweep.figure}: rSum against {sweep.axis}", default=default,
                       default_label=f"default {default:g}",

@@ -10,8 +10,6 @@ Figs. 4–5); the tables say so in their captions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -20,11 +18,12 @@ from itrlib.engine.components import load_run
 from itrlib.experiments import train_and_evaluate
 from itrlib.inference_time import TEST_SIZES, inference_time_table
 from itrlib.models.user import ABLATION_ROWS
-from itrlib.profiles import get_profile, run_config
+from itrlib.profiles import get_profile
 from itrlib.report.paper import load_reference, paper_row, paper_sweep, paper_sweep_note, paper_training
 from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
+from itrlib.studies.sweeps import Sweep
 
 FULL_RUN = "user"
 CGE_RUN = "user_cge"
@@ -44,42 +43,16 @@ ROW_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """One swept ``model.*``/``train.*`` field: its values per profile, the paper's figure and axis label."""
-
-    field: str
-    values: tuple[float, ...]
-    """Values on real data: the paper's where it prints them (Table V, Fig. 5), else around the default."""
-    embedded_values: tuple[float, ...]
-    """Values under the embedded profile: three (four for λ) of them, to keep the sweeps' wall time down."""
-    smoke_values: tuple[float, ...]
-    figure: str
-    parameter: str
-    """Variant prefix in ``paper_tables.csv`` (``queue`` of ``queue=512``) or the sweep's paper name."""
-    axis: str
-
-    def default(self, profile: str) -> float:
-        """The field's value in the ``user_<profile>`` preset (e.g. queue 2048 embedded, 128 smoke)."""
-        section, name = self.field.split(".")
-        return getattr(getattr(run_config("user", profile), section), name)
-
-    def values_for(self, profile: str) -> tuple[float, ...]:
-        if profile == "smoke":
-            return self.smoke_values
-        return self.embedded_values if get_profile(profile).synthetic else self.values
-
-
-QUEUE_SWEEP = Sweep("model.queue_size", (512, 1024, 2048, 4096), (512, 2048, 4096), (64, 128), "Table V", "queue",
-                    "queue size Q (keys per queue)")
-BATCH_SWEEP = Sweep("train.batch_size", (32, 64, 128, 256), (64, 128, 256), (32, 64), "Table V", "batch",
-                    "mini-batch size")
-GAMMA_SWEEP = Sweep("model.gamma", (30, 60, 90, 120, 150), (45, 90, 135), (45, 90), "Fig. 4", "gamma",
-                    "γ, UTO temperature scale (code: mu)")
-MARGIN_SWEEP = Sweep("model.margin", (0.3, 0.4, 0.5, 0.6, 0.7), (0.3, 0.5, 0.7), (0.3, 0.5), "Fig. 4", "epsilon",
-                     "ε, UTO margin (code: gama)")
-LAMBDA_SWEEP = Sweep("model.mini_batch_weight", (0.1, 1, 10, 20, 50), (0.1, 1, 20, 50), (1, 20), "Fig. 5",
-                     "lambda", "λ, weight of the mini-batch term (code: loss_lamda)")
+QUEUE_SWEEP = Sweep("user", "model.queue_size", (512, 1024, 2048, 4096), (512, 2048, 4096), (64, 128), "Table V",
+                    "queue size Q (keys per queue)", "queue")
+BATCH_SWEEP = Sweep("user", "train.batch_size", (32, 64, 128, 256), (64, 128, 256), (32, 64), "Table V",
+                    "mini-batch size", "batch")
+GAMMA_SWEEP = Sweep("user", "model.gamma", (30, 60, 90, 120, 150), (45, 90, 135), (45, 90), "Fig. 4",
+                    "γ, UTO temperature scale (code: mu)", "gamma")
+MARGIN_SWEEP = Sweep("user", "model.margin", (0.3, 0.4, 0.5, 0.6, 0.7), (0.3, 0.5, 0.7), (0.3, 0.5), "Fig. 4",
+                     "ε, UTO margin (code: gama)", "epsilon")
+LAMBDA_SWEEP = Sweep("user", "model.mini_batch_weight", (0.1, 1, 10, 20, 50), (0.1, 1, 20, 50), (1, 20), "Fig. 5",
+                     "λ, weight of the mini-batch term (code: loss_lamda)", "lambda")
 
 
 def sweep_budget(profile: str) -> list[str]:

@@ -1,0 +1,35 @@
+"""A swept config field of one method's presets: the values tried per profile and the paper's figure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itrlib.profiles import get_profile, run_config
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One swept ``section.name`` field of the ``<method>_<profile>`` presets."""
+
+    method: str
+    field: str
+    values: tuple[float, ...]
+    """Values on real data: the paper's where it prints them, else around the default."""
+    embedded_values: tuple[float, ...]
+    """Values under the embedded profile: fewer of them, to keep the sweeps' wall time down."""
+    smoke_values: tuple[float, ...]
+    figure: str
+    axis: str
+    """Axis label of the figure."""
+    parameter: str = ""
+    """Variant prefix in ``paper_tables.csv`` (``queue`` of ``queue=512``) or the sweep's paper name."""
+
+    def default(self, profile: str) -> float:
+        """The field's value in the ``<method>_<profile>`` preset (e.g. USER's queue: 2048 embedded, 128 smoke)."""
+        section, name = self.field.split(".")
+        return getattr(getattr(run_config(self.method, profile), section), name)
+
+    def values_for(self, profile: str) -> tuple[float, ...]:
+        if profile == "smoke":
+            return self.smoke_values
+        return self.embedded_values if get_profile(profile).synthetic else self.values
