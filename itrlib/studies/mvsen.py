@@ -23,7 +23,7 @@ from itrlib.report.paper import paper_sweep_note
 from itrlib.report.plots import plot_sweep
 from itrlib.report.results import Results, ours_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import Sweep
+from itrlib.studies.sweeps import ONE_EPOCH_BUDGET, Sweep
 
 DIRECTIONS = ("t2i", "i2t")
 ENSEMBLE = "MVSEN t2i+i2t"
@@ -47,7 +47,7 @@ def sweep_budget(profile: str) -> list[str]:
     smoke profile keep the preset's budget, so their full-model rows are notebook 01's runs (shared)."""
     if profile == "smoke" or not get_profile(profile).synthetic:
         return []
-    return ["train.epochs=1", "train.lr_decay_epochs=[]", "train.keep_last=false"]
+    return list(ONE_EPOCH_BUDGET)
 
 
 def sweep_budget_text(profile: str) -> str:
