@@ -98,8 +98,13 @@ class TrainConfig:
     """Weight of each named loss the model returns (missing names weigh 1.0)."""
     max_steps_per_epoch: int | None = None
     """Cap the optimiser steps per epoch (smoke runs); ``None`` uses every batch."""
+    adamw: str = "foreach"
+    """AdamW kernel, the same update either way (equal up to float rounding, so a switch moves the numbers):
+    ``foreach`` (one multi-tensor update; every published number of the suite) or ``fused`` (one fused
+    kernel: about 4x faster per step on CPU for MiniLM's 22 M parameters; the smoke profile's)."""
 
     def validate(self) -> None:
+        _one_of("train.adamw", self.adamw, ADAMW_KERNELS)
         for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
             _at_least(f"train.{name}", getattr(self, name), 1)
         for name in ("lr", "lr_decay_factor"):
@@ -154,6 +159,7 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "text": TextConfig, "train": TrainConfig, "eval": EvalConfig}
 CHECK_FEATURES = ("full", "sample", "none")
 TEXT_ENCODERS = ("bert", "bigru")
+ADAMW_KERNELS = ("foreach", "fused")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 TIE_RULES = ("pessimistic", "stable")
 """``pessimistic``: a ground truth tied with another item ranks after it (default, never flatters a model);

@@ -41,11 +41,24 @@ class NotebookTiming:
     ok: bool
 
 
+PAPER_ORDER = ("afa", "user", "mvsen")
+"""Paper folders in run order: MVSEN last, since its notebooks compare with (and reuse) the runs of the others."""
+
+
+def run_order(notebook: Path) -> tuple[int, str]:
+    """Sort key: top-level notebooks (``00_baseline``) first, then each paper's folder in :data:`PAPER_ORDER`
+    (folders not listed after them), sorted paths within a folder."""
+    parts = notebook.parts
+    folder = parts[-2] if len(parts) > 2 else ""
+    rank = 0 if not folder else 1 + (PAPER_ORDER.index(folder) if folder in PAPER_ORDER else len(PAPER_ORDER))
+    return rank, str(notebook)
+
+
 def project_notebooks(root: str | Path | None = None) -> list[Path]:
-    """Every notebook under ``notebooks/`` in run order (sorted paths: ``00_baseline`` first), relative."""
+    """Every notebook under ``notebooks/`` in run order (:func:`run_order`: ``00_baseline`` first), relative."""
     root = Path(root or find_project_root())
-    found = sorted(p.relative_to(root) for p in (root / NOTEBOOK_DIR).rglob("*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts)
+    found = sorted((p.relative_to(root) for p in (root / NOTEBOOK_DIR).rglob("*.ipynb")
+                    if ".ipynb_checkpoints" not in p.parts), key=run_order)
     if not found:
         raise ItrlibError(f"no notebooks under {root / NOTEBOOK_DIR}")
     return found

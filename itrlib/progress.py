@@ -33,8 +33,13 @@ def progress_mode() -> str:
     if mode != "auto":
         return mode
     if "ipykernel" in sys.modules:
-        return "bars" if os.environ.get("JPY_SESSION_NAME") else "lines"
+        return "bars" if in_jupyterlab() else "lines"
     return "bars" if sys.stderr.isatty() else "lines"
+
+
+def in_jupyterlab() -> bool:
+    """Whether this is a kernel started by JupyterLab (a person is watching), not by papermill or nbval."""
+    return "ipykernel" in sys.modules and bool(os.environ.get("JPY_SESSION_NAME"))
 
 
 def format_seconds(seconds: float) -> str:

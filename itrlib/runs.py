@@ -79,7 +79,7 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
                                keep_scores=save_scores != "none", progress=progress)
         source = _source(run, run_dir, root, checkpoint)
         if evaluation.scores is not None:
-            path = _write_run_scores(run, run_dir, data, checkpoint, evaluation.scores, save_scores, source)
+            path = _write_run_scores(run_dir, data, evaluation.scores, save_scores, source)
             source = {**source, "scores_file": path.name}
         for name, result in evaluation.results.items():
             result.update(source)
@@ -87,6 +87,14 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
             results[name] = result
             say(eval_line(run_dir, result), progress)
     return {p: results[p] for p in protocols}
+
+
+def _fresh(record: dict, checkpoint: str, stamp: list[int], data_root: str | Path | None, **same) -> bool:
+    """Whether a saved eval result or scores record comes from this checkpoint file (name and stamp) and data
+    folder (any folder when ``data_root`` is None), with the values ``same`` of its other keys."""
+    return (record.get("checkpoint") == checkpoint and record.get("checkpoint_stamp") == stamp
+            and (data_root is None or Path(record.get("data_root", "")).resolve() == Path(data_root).resolve())
+            and all(record.get(key) == value for key, value in same.items()))
 
 
 def _reusable(run_dir: str | Path, spec: Protocol, checkpoint: str, stamp: list[int], root: str | Path,
@@ -97,16 +105,16 @@ def _reusable(run_dir: str | Path, spec: Protocol, checkpoint: str, stamp: list[
     if not path.is_file():
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
-    same = (result.get("checkpoint") == checkpoint and result.get("checkpoint_stamp") == stamp
-            and result.get("split") == spec.split and result.get("ties") == ties
-            and Path(result.get("data_root", "")).resolve() == Path(root).resolve())
-    if same and save_scores != "none":
+    if not _fresh(result, checkpoint, stamp, root, split=spec.split, ties=ties):
+        return None
+    if save_scores != "none":
         try:
             meta = load_scores(run_dir, spec.split)[1]
         except DataError:
             return None
-        same = meta.get("checkpoint_stamp") == stamp and meta.get("dtype") == save_scores
-    return result if same else None
+        if not _fresh(meta, checkpoint, stamp, root, dtype=save_scores):
+            return None
+    return result
 
 
 def eval_line(run_dir: str | Path, result: dict) -> str:
@@ -137,10 +145,7 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     stamp = file_stamp(run_dir / CHECKPOINTS[checkpoint])
     try:
         scores, meta = load_scores(run_dir, split)
-        fresh = (meta.get("checkpoint_stamp") == stamp and meta.get("checkpoint") == checkpoint
-                 and (data_root is None or Path(meta["data_root"]).resolve() == Path(data_root).resolve())
-                 and meta.get("dtype") == "float32")
-        if fresh:
+        if _fresh(meta, checkpoint, stamp, data_root, dtype="float32"):
             return scores, meta
     except DataError:
         pass
@@ -149,7 +154,7 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     data = _open_checked(run, root, split)
     whole = Protocol(name=split, split=split, folds=1, description="scores of a split")
     evaluation = evaluate_loaded(run, data, [whole], keep_scores=True, progress=progress)
-    _write_run_scores(run, run_dir, data, checkpoint, evaluation.scores, "float32",
+    _write_run_scores(run_dir, data, evaluation.scores, "float32",
                       _source(run, run_dir, root, checkpoint))
     return load_scores(run_dir, split)
 
@@ -173,12 +178,9 @@ def _source(run: LoadedRun, run_dir: str | Path, root: str | Path, checkpoint: s
             "checkpoint_stamp": file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])}
 
 
-def _write_run_scores(run: LoadedRun, run_dir: str | Path, data: PrecompSplit, checkpoint: str, scores,
-                      dtype: str, source: dict) -> Path:
-    """Save a split's scores with their source and the checkpoint's stamp (to recognise stale scores)."""
-    stamp = file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])
-    return write_scores(run_dir, data.split, scores, dtype,
-                        {**source, "checkpoint_stamp": stamp, "caps_per_image": data.caps_per_image})
+def _write_run_scores(run_dir: str | Path, data: PrecompSplit, scores, dtype: str, source: dict) -> Path:
+    """Save a split's scores with their source (:func:`_source`: its checkpoint stamp recognises stale scores)."""
+    return write_scores(run_dir, data.split, scores, dtype, {**source, "caps_per_image": data.caps_per_image})
 
 
 def _open_checked(run: LoadedRun, root: str | Path, split: str) -> PrecompSplit:

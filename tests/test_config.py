@@ -69,6 +69,7 @@ def test_unknown_preset():
     ("train.lr_decay_epochs=[3, -1]", r"train\.lr_decay_epochs\[1\] must be >= 0, got -1"),
     ("train.device=gpu", r"train\.device must be one of auto, cpu, cuda, cuda:N .*got 'gpu'"),
     ("train.device=cuda:x", r"train\.device must be one of"),
+    ("train.adamw=fast", r"train\.adamw must be one of foreach, fused, got 'fast'"),
     ("data.region_keep_prob=0", r"data\.region_keep_prob must be in \(0, 1\], got 0\.0"),
     ("data.region_keep_prob=1.5", r"data\.region_keep_prob must be in \(0, 1\], got 1\.5"),
     ("data.check_features=all", r"data\.check_features must be one of full, sample, none, got 'all'"),
@@ -84,7 +85,8 @@ def test_out_of_range_values_are_config_errors(override, message):
 
 @pytest.mark.parametrize("override", ["train.device=cuda:1", "train.device=cpu", "data.region_keep_prob=1",
                                       "train.checkpoint_every=0", "train.grad_clip=0", "train.lr_decay_epochs=[]",
-                                      "train.max_steps_per_epoch=null", "data.val_max_images=null"])
+                                      "train.max_steps_per_epoch=null", "data.val_max_images=null",
+                                      "train.adamw=foreach"])
 def test_boundary_values_are_accepted(override):
     load_config("baseline_smoke", [override])
 

@@ -52,8 +52,33 @@ def test_killed_run_resumes_to_the_same_result(smoke_data, tmp_path, fast_config
     resumed = Trainer(fast_config(smoke_data, tmp_path, "ref", KEEP_LAST), progress=False).fit()
     assert resumed["best_val"] == ref_summary["best_val"]
     assert _records(tmp_path / "ref") == _records(ref_dir)
+    resumed_weights = _weights(tmp_path / "ref" / "last.pt")
     for key, value in _weights(ref_dir / "last.pt").items():
-        assert torch.equal(value, _weights(tmp_path / "ref" / "last.pt")[key]), key
+        assert torch.equal(value, resumed_weights[key]), key
+
+
+def test_a_run_keeping_no_last_pt_writes_none_after_its_last_epoch_and_resumes_a_kill_there(
+        smoke_data, tmp_path, fast_config, reference_run):
+    ref_dir, ref_summary = reference_run
+    config = fast_config(smoke_data, tmp_path, "ref", "train.keep_last=false")
+    crashing = Trainer(config, progress=False)
+    saved, save_last = [], crashing._save_last
+
+    def recorded_save():
+        saved.append(crashing.epoch)
+        save_last()
+
+    def killed_before_the_summary():
+        raise KeyboardInterrupt("simulated kill")
+
+    crashing._save_last, crashing._write_summary = recorded_save, killed_before_the_summary
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit()
+    assert saved and max(saved) == 1  # an end-of-run save would record epoch 2
+    resumed = Trainer(config, progress=False).fit()
+    assert resumed["best_val"] == ref_summary["best_val"]
+    assert _records(tmp_path / "ref") == _records(ref_dir)
+    assert not (tmp_path / "ref" / "last.pt").exists()
 
 
 def test_finished_run_is_not_retrained_and_other_config_is_refused(smoke_data, fast_config, reference_run):

@@ -142,3 +142,26 @@ def test_projected_times_scale_each_phase():
               "pairs": 500}
     projected = projected_times(timing, 100, 1000)
     assert projected == {"encode": 2.0 * 10 + 3.0 * 20, "match": 4.0 * 200, "total": 80.0 + 800.0}
+
+
+def test_the_query_picker_is_a_widget_in_jupyterlab_and_one_line_in_a_headless_kernel(monkeypatch):
+    import sys
+
+    import ipywidgets
+
+    from itrlib.report.gallery import HeadlessPicker, query_picker
+
+    drawn = []
+
+    def draw(query):
+        drawn.append(query)
+        return plt.figure()
+
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel", object()))
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)  # papermill and nbval
+    headless = query_picker(draw, [4, 9])
+    assert isinstance(headless, HeadlessPicker) and "JupyterLab" in repr(headless) and drawn == []
+    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/mvsen/06_gallery.ipynb")
+    picker = query_picker(draw, [4, 9])
+    assert isinstance(picker, ipywidgets.interactive) and drawn == [4]  # the first query drawn at once
+    plt.close("all")

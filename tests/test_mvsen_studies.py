@@ -6,7 +6,10 @@ from itrlib.studies import mvsen as study
 
 
 def test_full_model_rows_are_the_direction_runs_without_a_sweep_budget():
-    assert study.sweep_budget("smoke") == [] and "train.epochs=1" in study.sweep_budget("embedded")
+    assert study.sweep_budget("smoke") == [] == study.sweep_budget("f30k")
+    embedded = study.sweep_budget("embedded")
+    assert {"train.epochs=1", f"train.max_steps_per_epoch={study.SWEEP_STEPS}"} <= set(embedded)
+    assert f"{study.SWEEP_STEPS} steps of batch 64" in study.sweep_budget_text("embedded")
     assert study.ablation_run_name("#10 R+M+C t2i", "smoke") == "mvsen_t2i"
     assert study.ablation_run_name("#11 R+M+C i2t", "embedded") == "mvsen_i2t_sweep"
     assert study.ablation_run_name("#4 R+M t2i", "smoke") == "mvsen_table4_4"

@@ -8,6 +8,9 @@ from tqdm.auto import tqdm
 from itrlib import progress
 from itrlib.progress import LineProgress, format_seconds, progress_bar, progress_mode
 
+BIGRU = "text.encoder=bigru"
+"""The training-progress tests need any text encoder: the BiGRU's runs take a second, MiniLM's ten."""
+
 
 @pytest.mark.parametrize(("env", "session", "tty", "expected"), [
     ("bars", None, False, "bars"), ("lines", "x.ipynb", True, "lines"), ("OFF", None, True, "off"),
@@ -80,7 +83,7 @@ def test_training_and_evaluation_report_readable_lines(monkeypatch, capsys, smok
     from itrlib.runs import evaluate_run
 
     monkeypatch.setenv("ITRLIB_PROGRESS", "lines")
-    config = fast_config(smoke_data, tmp_path, "lines")
+    config = fast_config(smoke_data, tmp_path, "lines", BIGRU)
     summary = train(config)
     result = evaluate_run(config.run_dir, "f30k1k")
     out = capsys.readouterr().out
@@ -108,7 +111,7 @@ def test_the_progress_display_never_changes_training(monkeypatch, smoke_data, tm
     losses = {}
     for mode in ("bars", "lines"):
         monkeypatch.setenv("ITRLIB_PROGRESS", mode)
-        config = fast_config(smoke_data, tmp_path / mode, "run", "train.log_every=1")
+        config = fast_config(smoke_data, tmp_path / mode, "run", "train.log_every=1", BIGRU)
         train(config)
         losses[mode] = [r["loss"] for r in read_jsonl(config.run_dir / "metrics.jsonl") if r["event"] == "step"]
     assert len(losses["bars"]) == 6 and losses["bars"] == losses["lines"]

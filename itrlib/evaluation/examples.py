@@ -1,8 +1,9 @@
 """Retrieval examples of a score matrix: the top-ranked captions of image queries and the top-ranked images
 of caption queries, with the ground truth marked (the papers' qualitative figures).
 
-Items are ranked by descending score; equal scores keep the lower index first (a stable sort), so the
-rank shown in a figure is the optimistic rank of :mod:`itrlib.evaluation.metrics` when scores tie.
+Items are ranked by descending score; equal scores keep the lower index first (a stable sort). Under ties
+the rank shown in a figure can therefore differ from both tie rules of :mod:`itrlib.evaluation.metrics`
+(pessimistic, and the official stable sort where the higher index ranks first): figures only, never metrics.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ the image id. :func:`query_picker` wraps a figure function in an ipywidgets pick
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,6 +18,8 @@ from matplotlib.axes import Axes
 
 from itrlib.errors import DataError
 from itrlib.evaluation.examples import RetrievalExample
+from itrlib.progress import in_jupyterlab
+from itrlib.report.plots import wrap_text
 from itrlib.report.scene_sketch import draw_scene, read_scenes
 
 CORRECT, WRONG = "#1a9641", "#d7191c"
@@ -79,10 +81,6 @@ def _frame(ax: Axes, colour: str, width: float = 3.0) -> None:
         spine.set(edgecolor=colour, linewidth=width, visible=True)
 
 
-def _wrap(text: str, width: int = 60) -> str:
-    return "\n".join(textwrap.wrap(text, width))
-
-
 def text_retrieval_figure(examples: Mapping[str, Sequence[RetrievalExample]], captions: Sequence[str],
                           images: ImageSource, title: str) -> plt.Figure:
     """One row per image query: the image, its first ground-truth caption, then each model's top-ranked
@@ -98,16 +96,16 @@ def text_retrieval_figure(examples: Mapping[str, Sequence[RetrievalExample]], ca
         axes[row, 0].set_title(f"image {first.query}", fontsize=7)
         text = axes[row, 1]
         text.axis("off")
-        lines = [("GT: " + _wrap(captions[first.gt[0]]), "black")]
+        lines = [("GT: " + wrap_text(captions[first.gt[0]], 60), "black")]
         for label in labels:
             example = examples[label][row]
-            lines.append((f"{label} (GT rank {example.gt_rank}): " + _wrap(captions[example.top[0]]),
+            lines.append((f"{label} (GT rank {example.gt_rank}): " + wrap_text(captions[example.top[0]], 60),
                           CORRECT if example.correct[0] else WRONG))
         y = 1.0
         for line, colour in lines:
             text.text(0, y, line, va="top", fontsize=7, color=colour, transform=text.transAxes)
             y -= (line.count("\n") + 1) * 0.1 + 0.04
-    fig.suptitle(_wrap(title, 110), fontsize=9)
+    fig.suptitle(wrap_text(title, 110), fontsize=9)
     return fig
 
 
@@ -124,20 +122,34 @@ def image_retrieval_figure(examples: Mapping[str, Sequence[RetrievalExample]], c
         for m, label in enumerate(labels):
             example, row = examples[label][q], q * len(labels) + m
             axes[row, 0].axis("off")
-            head = _wrap(captions[example.query], 38) + "\n\n" if m == 0 else ""
+            head = wrap_text(captions[example.query], 38) + "\n\n" if m == 0 else ""
             axes[row, 0].text(0, 1, f"{head}{label}\ncorrect image at rank {example.gt_rank}", va="top",
                               fontsize=7, transform=axes[row, 0].transAxes)
             for col, (index, correct) in enumerate(zip(example.top[:k], example.correct[:k], strict=True), 1):
                 images.draw(axes[row, col], index)
                 _frame(axes[row, col], CORRECT if correct else WRONG)
                 axes[row, col].set_title(f"#{col}: image {index}", fontsize=7)
-    fig.suptitle(_wrap(title, 110), fontsize=9)
+    fig.suptitle(wrap_text(title, 110), fontsize=9)
     return fig
 
 
+@dataclass(frozen=True)
+class HeadlessPicker:
+    """What :func:`query_picker` shows in a headless kernel: one line saying where the picker is."""
+
+    description: str
+
+    def __repr__(self) -> str:
+        return f"{self.description} picker: opens in JupyterLab (`make lab`); this headless run keeps the figures above"
+
+
 def query_picker(draw: Callable[[int], plt.Figure], queries: Sequence[int], description: str = "query"):
-    """An ipywidgets picker: choosing a query redraws ``draw(query)`` below it (for JupyterLab; a headless
-    run keeps the static figures)."""
+    """An ipywidgets picker in a JupyterLab kernel: choosing a query redraws ``draw(query)`` below it.
+
+    A headless kernel (papermill, nbval) gets a :class:`HeadlessPicker` line instead: no widget is built
+    there (widget output through nbclient once stalled an executed notebook for good, 2026-11-30)."""
+    if not in_jupyterlab():
+        return HeadlessPicker(description)
     import ipywidgets
 
     def show(query: int) -> None:

@@ -32,7 +32,7 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def _wrap(text: str, width: int) -> str:
+def wrap_text(text: str, width: int) -> str:
     """``text`` wrapped to ``width`` characters a line (paragraphs kept)."""
     return "\n".join(textwrap.fill(part, width) for part in text.split("\n"))
 
@@ -142,8 +142,8 @@ def plot_training_curves(steps: pd.DataFrame, val: pd.DataFrame, title: str = ""
     ax_loss.set_title("training loss", fontsize=10)
     _plot_validation(ax_val, val, marks)
     ax_val.set_title("validation (dev)", fontsize=10)
-    fig.suptitle(_wrap(title, 110), fontsize=10)
-    fig.supxlabel(_wrap(schedule_note(hardest_from_epoch, lr_decay_epochs, lr_decay_factor), 160), fontsize=8)
+    fig.suptitle(wrap_text(title, 110), fontsize=10)
+    fig.supxlabel(wrap_text(schedule_note(hardest_from_epoch, lr_decay_epochs, lr_decay_factor), 160), fontsize=8)
     return fig
 
 
@@ -204,21 +204,21 @@ def plot_ours_beside_paper(table: pd.DataFrame, metric: str = "rSum", *, group: 
             continue
         _draw_bars(ax, pivot, colors)
         ax.set(xlabel=group, ylabel=metric)
-        ax.set_title(_wrap(panel_title, int(75 * width / sum(widths)) + 10), fontsize=8)
+        ax.set_title(wrap_text(panel_title, int(75 * width / sum(widths)) + 10), fontsize=8)
     if any(len(p.columns) > 1 for p in (ours, papers) if p is not None):  # else the panel titles name the hue
         handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
         fig.legend(handles, list(colors), loc="outside lower center", ncols=len(colors), fontsize=8,
                    frameon=False)
-    fig.suptitle(_wrap(f"{title}\n{NOT_COMPARABLE}" if title else NOT_COMPARABLE, 120), fontsize=10)
+    fig.suptitle(wrap_text(f"{title}\n{NOT_COMPARABLE}" if title else NOT_COMPARABLE, 120), fontsize=10)
     if note:
-        fig.supxlabel(_wrap(note, 150), fontsize=7)
+        fig.supxlabel(wrap_text(note, 150), fontsize=7)
     return fig
 
 
 def _no_values(ax: Axes, title: str, text: str) -> None:
     """An empty panel holding ``title`` and ``text`` (a paper that prints no values)."""
     ax.axis("off")
-    ax.text(0.5, 0.5, _wrap(f"{title}\n\n{text}", 40), transform=ax.transAxes, ha="center", va="center",
+    ax.text(0.5, 0.5, wrap_text(f"{title}\n\n{text}", 40), transform=ax.transAxes, ha="center", va="center",
             fontsize=8, bbox={"boxstyle": "round", "facecolor": "0.95", "edgecolor": "0.6"})
 
 
@@ -251,12 +251,12 @@ def plot_sweep(frame: pd.DataFrame, x: str, y: str = "rSum", hue: str = "protoco
     ax = axes[0, 0]
     _draw_lines(ax, frame, x, y, hue)
     ax.set(xlabel=xlabel or x, ylabel=y)
-    ax.set_title(_wrap(ours_title, 60), fontsize=8)
+    ax.set_title(wrap_text(ours_title, 60), fontsize=8)
     if default is not None:
         _mark(ax, default, default_label or f"default {default:g}")
     if two:
         _paper_sweep_panel(axes[0, 1], paper, xlabel or x, y, paper_title, paper_note)
-    fig.suptitle(_wrap(f"{title}\n{NOT_COMPARABLE}" if two else title, 110), fontsize=10)
+    fig.suptitle(wrap_text(f"{title}\n{NOT_COMPARABLE}" if two else title, 110), fontsize=10)
     return fig
 
 
@@ -267,4 +267,4 @@ def _paper_sweep_panel(ax: Axes, paper: pd.DataFrame, xlabel: str, ylabel: str, 
         return
     _draw_lines(ax, paper, "parameter", "value", "protocol")
     ax.set(xlabel=xlabel, ylabel=f"{ylabel} (as printed)")
-    ax.set_title(_wrap(title, 60), fontsize=8)
+    ax.set_title(wrap_text(title, 60), fontsize=8)
