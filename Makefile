@@ -80,14 +80,12 @@ test: $(STAMP) unit-tests notebook-tests
 unit-tests: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# nbval re-executes each notebook with the smoke parameters injected by papermill (--prepare-only) and
+# nbval re-executes each notebook with the smoke parameters injected by papermill (prepare only, one process) and
 # compares the output of the cells marked NBVAL_CHECK_OUTPUT (smoke rSum per method and protocol) with the
 # committed one. Smoke runs start from scratch here and are shared between the notebooks.
 notebook-tests: $(STAMP) data-smoke
-	@rm -rf $(NBVAL_DIR) $(SMOKE_OUTPUTS) && mkdir -p $(NBVAL_DIR)
-	@for nb in $(NOTEBOOKS); do \
-	  $(PY) -m papermill --prepare-only $$nb $(NBVAL_DIR)/$$(echo $$nb | sed 's|^notebooks/||; s|/|__|g') -p profile smoke || exit 1; \
-	done
+	@rm -rf $(NBVAL_DIR) $(SMOKE_OUTPUTS)
+	$(PY) -m itrlib.regression prepare $(NBVAL_DIR) --profile smoke
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(NBVAL_DIR)
 
 # On purpose only (a change meant to move the smoke numbers): execute every notebook with papermill under the

@@ -121,14 +121,41 @@ def refresh_outputs(executed: str | Path, committed: str | Path) -> None:
     nbformat.write(notebook, committed)
 
 
+def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]:
+    """Every project notebook, in run order, with papermill's parameters cell for ``profile`` injected and
+    nothing executed, as ``out_dir/<flat name>`` (what nbval then executes); one process for all of them."""
+    import papermill
+
+    from itrlib.notebook import find_project_root
+    from itrlib.notebook_runner import executed_name, project_notebooks
+
+    root, out_dir = find_project_root(), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for notebook in project_notebooks(root):
+        target = out_dir / executed_name(notebook)
+        papermill.execute_notebook(str(root / notebook), str(target), parameters={"profile": profile},
+                                   prepare_only=True, progress_bar=False)
+        written.append(target)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m itrlib.regression refresh-outputs EXECUTED COMMITTED`` (used by the Makefile)."""
+    """``python -m itrlib.regression refresh-outputs EXECUTED COMMITTED`` and ``prepare OUT_DIR`` (used by the
+    Makefile)."""
     parser = argparse.ArgumentParser(prog="python -m itrlib.regression", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     refresh = commands.add_parser("refresh-outputs", help="copy the checked cells' outputs of an executed notebook")
     refresh.add_argument("executed", type=Path)
     refresh.add_argument("committed", type=Path)
+    prepare = commands.add_parser("prepare", help="write every notebook with the profile's parameters injected")
+    prepare.add_argument("out_dir", type=Path)
+    prepare.add_argument("--profile", default="smoke", help="parameter injected into every notebook (default: smoke)")
     args = parser.parse_args(argv)
+    if args.command == "prepare":
+        written = prepare_notebooks(args.out_dir, args.profile)
+        print(f"{len(written)} notebooks prepared in {args.out_dir} (profile={args.profile})")
+        return 0
     refresh_outputs(args.executed, args.committed)
     print(f"{args.committed}: checked outputs refreshed from {args.executed}")
     return 0

@@ -142,3 +142,15 @@ def test_loss_summary_reads_the_last_epoch_of_each_run(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps(lines[1]) + "\n")
     with pytest.raises(ItrlibError, match="no training steps"):
         last_epoch_loss(tmp_path)
+
+
+def test_prepare_injects_the_profile_into_every_notebook_in_run_order(tmp_path):
+    from itrlib.notebook_runner import executed_name, project_notebooks
+    from itrlib.regression import prepare_notebooks
+
+    written = prepare_notebooks(tmp_path, "smoke")
+    assert [p.name for p in written] == [executed_name(nb) for nb in project_notebooks()]
+    for path in written:
+        injected = [c for c in nbformat.read(path, as_version=4).cells
+                    if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and 'profile = "smoke"' in injected[0].source, path.name

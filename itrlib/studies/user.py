@@ -55,6 +55,10 @@ LAMBDA_SWEEP = Sweep("user", "model.mini_batch_weight", (0.1, 1, 10, 20, 50), (0
                      "λ, weight of the mini-batch term (code: loss_lamda)", "lambda")
 
 
+SMOKE_SWEEP_STEPS = 9
+"""Steps of a smoke sweep run: half the smoke epoch (make test trains eight such USER runs)."""
+
+
 def sweep_budget(profile: str) -> list[str]:
     """Overrides of every sweep run: on synthetic data 1 epoch at the initial lr (a USER epoch of the
     embedded data takes about 2 min 20 s on 2 CPU cores, and the sweeps train 17 USER runs; smoke likewise,
@@ -63,13 +67,15 @@ def sweep_budget(profile: str) -> list[str]:
     the preset's ``keep_last`` (a sweep there may reuse the headline run, whose ``last.pt`` stays)."""
     if not get_profile(profile).synthetic:
         return []
-    return list(ONE_EPOCH_BUDGET)
+    steps = [f"train.max_steps_per_epoch={SMOKE_SWEEP_STEPS}"] if profile == "smoke" else []
+    return [*ONE_EPOCH_BUDGET, *steps]
 
 
 def sweep_budget_text(profile: str) -> str:
     """The sweep budget in words, for captions."""
     if sweep_budget(profile):
-        return ("Sweep runs train 1 epoch at the initial lr (the headline runs of notebook 01 train the "
+        steps = f" ({SMOKE_SWEEP_STEPS} steps)" if profile == "smoke" else ""
+        return (f"Sweep runs train 1 epoch{steps} at the initial lr (the headline runs of notebook 01 train the "
                 f"profile's full budget), and are evaluated on {SWEEP_PROTOCOL} only")
     return f"Sweep runs train under the profile's budget and are evaluated on {SWEEP_PROTOCOL} only"
 
