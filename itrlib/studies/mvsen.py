@@ -48,7 +48,7 @@ SWEEP_STEPS = 40
 def sweep_budget(profile: str) -> list[str]:
     """Overrides of every ablation/sweep run: under the embedded profile :data:`SWEEP_STEPS` steps of one
     epoch at the initial lr and no ``last.pt`` once finished (16 such runs; a full embedded MVSEN epoch takes
-    1.5-2.3 min on 2 CPU cores); real data and the smoke profile keep the preset's budget, so their
+    1.8-2.6 min on 2 CPU cores); real data and the smoke profile keep the preset's budget, so their
     full-model rows are notebook 01's runs (shared)."""
     if profile == "smoke" or not get_profile(profile).synthetic:
         return []
