@@ -23,7 +23,7 @@ from itrlib.report.paper import paper_sweep_note
 from itrlib.report.plots import plot_sweep
 from itrlib.report.results import Results, ours_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import ONE_EPOCH_BUDGET, Sweep
+from itrlib.studies.sweeps import Sweep, step_budget
 
 DIRECTIONS = ("t2i", "i2t")
 ENSEMBLE = "MVSEN t2i+i2t"
@@ -52,7 +52,7 @@ def sweep_budget(profile: str) -> list[str]:
     full-model rows are notebook 01's runs (shared)."""
     if profile == "smoke" or not get_profile(profile).synthetic:
         return []
-    return [*ONE_EPOCH_BUDGET, f"train.max_steps_per_epoch={SWEEP_STEPS}"]
+    return step_budget(SWEEP_STEPS)
 
 
 def sweep_budget_text(profile: str) -> str:

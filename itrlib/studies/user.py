@@ -23,7 +23,7 @@ from itrlib.report.paper import load_reference, paper_row, paper_sweep, paper_sw
 from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import ONE_EPOCH_BUDGET, Sweep
+from itrlib.studies.sweeps import Sweep, step_budget
 
 FULL_RUN = "user"
 CGE_RUN = "user_cge"
@@ -67,8 +67,7 @@ def sweep_budget(profile: str) -> list[str]:
     the preset's ``keep_last`` (a sweep there may reuse the headline run, whose ``last.pt`` stays)."""
     if not get_profile(profile).synthetic:
         return []
-    steps = [f"train.max_steps_per_epoch={SMOKE_SWEEP_STEPS}"] if profile == "smoke" else []
-    return [*ONE_EPOCH_BUDGET, *steps]
+    return step_budget(SMOKE_SWEEP_STEPS if profile == "smoke" else None)
 
 
 def sweep_budget_text(profile: str) -> str:
