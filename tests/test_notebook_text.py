@@ -1,4 +1,4 @@
-"""Notebook text: Markdown that renders as written, and no citation of files the repository does not hold."""
+"""Notebooks, docs and sources: Markdown that renders as written, no citation of files the repository lacks."""
 
 import json
 import re
@@ -40,6 +40,20 @@ def test_cells_cite_only_files_in_the_repository(path):
         assert not MISSING_FILES.search(source), f"cell {i} cites a file outside the repository: {source!r}"
         missing = [p for p in REPO_PATH.findall(source) if not (ROOT / p).exists()]
         assert not missing, f"cell {i} cites {missing}, not in the repository"
+
+
+TEXTS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "itrlib").rglob("*.py"),
+                *(ROOT / "tests").glob("*.py")])
+"""Everything a user reads besides the notebooks: README, docs, the package's and the tests' sources."""
+
+
+@pytest.mark.parametrize("path", TEXTS, ids=[p.relative_to(ROOT).as_posix() for p in TEXTS])
+def test_documents_and_sources_cite_no_file_outside_the_repository(path):
+    text = path.read_text(encoding="utf-8")
+    if path.name == "test_notebook_text.py":  # this file spells the patterns out to test them
+        text = text.split("def test_the_citation_checks_catch_what_they_are_for", 1)[0]
+    lines = [n for n, line in enumerate(text.splitlines(), 1) if MISSING_FILES.search(line)]
+    assert not lines, f"{path.relative_to(ROOT)} cites a file outside the repository on lines {lines}"
 
 
 def test_the_citation_checks_catch_what_they_are_for():

