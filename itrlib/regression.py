@@ -13,10 +13,12 @@ import argparse
 import re
 from collections.abc import Mapping
 from pathlib import Path
-
-import nbformat
+from typing import TYPE_CHECKING
 
 from itrlib.errors import ItrlibError
+
+if TYPE_CHECKING:
+    import nbformat
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 RSUM_DECIMALS = 1
@@ -75,6 +77,14 @@ def parse_summary(text: str) -> dict[Key, float]:
     return {(m["method"], m["protocol"]): float(m["rsum"]) for m in matches if m}
 
 
+def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
+    """``nbformat.read`` as version 4, imported here: importing nbformat takes about 1.5 s (jsonschema's
+    format checkers), and every notebook imports this module for :func:`smoke_summary` alone."""
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
 def is_checked(cell: nbformat.NotebookNode) -> bool:
     """Whether nbval compares this cell's outputs (a code cell marked ``# NBVAL_CHECK_OUTPUT``)."""
     return cell.cell_type == "code" and CHECK_MARKER in cell.source
@@ -82,7 +92,7 @@ def is_checked(cell: nbformat.NotebookNode) -> bool:
 
 def expected_from_notebook(path: str | Path) -> dict[Key, float]:
     """The rSums committed in the stdout of the notebook's checked cells: ``{(method, protocol): rSum}``."""
-    notebook = nbformat.read(path, as_version=4)
+    notebook = _read_notebook(path)
     text = "".join(output.get("text", "") for cell in notebook.cells if is_checked(cell)
                    for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
     return parse_summary(text)
@@ -107,8 +117,10 @@ def refresh_outputs(executed: str | Path, committed: str | Path) -> None:
     """Write the outputs and execution counts of the checked cells of ``executed`` (a papermill run of
     ``committed``) into ``committed``; nbval needs both. Cells are matched by id, so papermill's
     injected-parameters cell and metadata stay out; every other cell keeps no output and no count."""
-    run = {cell.id: cell for cell in nbformat.read(executed, as_version=4).cells}
-    notebook = nbformat.read(committed, as_version=4)
+    import nbformat
+
+    run = {cell.id: cell for cell in _read_notebook(executed).cells}
+    notebook = _read_notebook(committed)
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue

@@ -19,21 +19,31 @@ from itrlib.studies.afa import (
     fig3_reference,
     plot_ablation,
     plot_topk_sweep,
+    study_budget,
     sweep_ratios,
     topk_caption,
     topk_run_name,
     topk_sweep_table,
 )
+from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS
 
 
 def test_full_model_is_the_shared_afa_run_and_other_rows_get_their_own_folders():
     rows = ablation_rows()
     assert set(ABLATION_ROWS) < set(rows) and rows[PRINTED_EQ7_ROW] == ["model.mixed_positive=real"]
-    names = {row: ablation_run_name(row) for row in rows}
-    assert names["I+II+III+IV"] == "afa"
-    assert len(set(names.values())) == len(names)
-    assert topk_run_name(AFAConfig.merge_ratio) == "afa"
-    assert len({topk_run_name(r) for r in TOPK_RATIOS}) == len(TOPK_RATIOS)
+    for profile, full, eq7 in [("embedded", "afa", "afa_eq7_printed"), ("f30k", "afa", "afa_eq7_printed"),
+                               ("smoke", "afa_sweep", "afa_eq7_printed_sweep")]:
+        names = {row: ablation_run_name(row, profile) for row in rows}
+        assert names["I+II+III+IV"] == full and names[PRINTED_EQ7_ROW] == eq7, profile
+        assert len(set(names.values())) == len(names)
+        assert topk_run_name(AFAConfig.merge_ratio, profile) == full
+        assert len({topk_run_name(r, profile) for r in TOPK_RATIOS}) == len(TOPK_RATIOS)
+
+
+def test_study_runs_train_a_short_budget_under_smoke_only():
+    assert study_budget("embedded") == [] == study_budget("coco")
+    smoke = study_budget("smoke")
+    assert "train.epochs=1" in smoke and f"train.max_steps_per_epoch={SMOKE_SWEEP_STEPS}" in smoke
 
 
 def test_smoke_sweeps_two_points_and_other_profiles_the_whole_range():

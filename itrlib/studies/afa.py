@@ -1,7 +1,9 @@
 """AFA studies: the Table 3 ablation rows and the Fig. 3 top-k sweep, as sets of runs of ``afa_<profile>``.
 
 The full model (row I+II+III+IV, ``merge_ratio`` at its default) is the run ``afa`` of notebook 01, so
-the three AFA notebooks share it instead of training it three times.
+the three AFA notebooks share it instead of training it three times. Under the smoke profile the study runs
+train :func:`study_budget` instead (``make test`` trains every one of them), so there the full model and the
+eq. 7 row are runs of their own, ``afa_sweep`` and ``afa_eq7_printed_sweep``, shared by Table 3 and Fig. 3.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from itrlib.report.paper import paper_sweep, paper_sweep_note, paper_training
 from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.report.results import Results, ours_title, paper_title, table_caption
 from itrlib.report.tables import Caption, metrics_frame
+from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, step_budget
 
 FULL_RUN = "afa"
 PRINTED_EQ7_ROW = "I+II+III+IV (eq. 7 as printed)"
@@ -40,16 +43,31 @@ SMOKE_RATIOS: tuple[float, ...] = (0.0, AFAConfig.merge_ratio)
 """The smoke profile trains two points of the sweep: enough to exercise the code, fast enough for tests."""
 
 
+def study_budget(profile: str) -> list[str]:
+    """Overrides of every Table 3 / Fig. 3 run: under the smoke profile :data:`SMOKE_SWEEP_STEPS` steps of one
+    epoch at the initial lr (at the full smoke budget these runs took about 100 s of ``make test``); none
+    elsewhere: an AFA run is cheap enough for the profile's whole budget, so the rows and points compare with
+    notebook 01's runs under one budget."""
+    return step_budget(SMOKE_SWEEP_STEPS) if profile == "smoke" else []
+
+
+def _study_run(name: str, profile: str) -> str:
+    """``name``, or ``name_sweep`` for the shared runs when the profile trains the studies under their own
+    budget (so notebook 01's runs are never overwritten or reused under another budget)."""
+    return f"{name}_sweep" if study_budget(profile) else name
+
+
 def ablation_rows() -> dict[str, list[str]]:
     """Table 3 rows (paper labels) plus the full model with eq. 7 as printed: ``{row: overrides}``."""
     return {**ABLATION_ROWS, PRINTED_EQ7_ROW: PRINTED_EQ7_OVERRIDES}
 
 
-def ablation_run_name(row: str) -> str:
-    """Run folder of a row: the full model is the shared ``afa`` run, eq. 7 as printed ``afa_eq7_printed``."""
+def ablation_run_name(row: str, profile: str) -> str:
+    """Run folder of a row: the full model is the shared ``afa`` run, eq. 7 as printed ``afa_eq7_printed``
+    (each ``..._sweep`` under a :func:`study_budget`), the other rows ``afa_table3_<row>``."""
     if row == PRINTED_EQ7_ROW:
-        return PRINTED_EQ7_RUN
-    return FULL_RUN if not ABLATION_ROWS[row] else f"afa_table3_{row}"
+        return _study_run(PRINTED_EQ7_RUN, profile)
+    return _study_run(FULL_RUN, profile) if not ABLATION_ROWS[row] else f"afa_table3_{row}"
 
 
 def run_ablation(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
@@ -57,9 +75,10 @@ def run_ablation(profile: str, *, data_root: str | None = None, bert_path: str |
                  progress: bool = True) -> dict[str, dict[str, dict]]:
     """Train (or reuse) and evaluate every row of :func:`ablation_rows`: ``{row: {protocol: eval result}}``."""
     rows = ablation_rows()
-    names = {row: ablation_run_name(row) for row in rows}
-    results = train_variants("afa", profile, {names[row]: rows[row] for row in rows},
-                             data_root=data_root, bert_path=bert_path, overrides=overrides, progress=progress)
+    names = {row: ablation_run_name(row, profile) for row in rows}
+    results = train_variants("afa", profile, {names[row]: rows[row] for row in rows}, data_root=data_root,
+                             bert_path=bert_path, overrides=[*(overrides or []), *study_budget(profile)],
+                             progress=progress)
     return {row: results[names[row]] for row in rows}
 
 
@@ -68,19 +87,21 @@ def sweep_ratios(profile: str) -> tuple[float, ...]:
     return SMOKE_RATIOS if profile == "smoke" else TOPK_RATIOS
 
 
-def topk_run_name(ratio: float) -> str:
-    """Run folder of one sweep point: the default ratio is the shared ``afa`` run."""
-    return FULL_RUN if ratio == AFAConfig.merge_ratio else f"afa_ratio_{ratio}"
+def topk_run_name(ratio: float, profile: str) -> str:
+    """Run folder of one sweep point: the default ratio is the shared ``afa`` run (``afa_sweep`` under a
+    :func:`study_budget`)."""
+    return _study_run(FULL_RUN, profile) if ratio == AFAConfig.merge_ratio else f"afa_ratio_{ratio}"
 
 
 def run_topk_sweep(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
                    overrides: list[str] | None = None,
                    progress: bool = True) -> dict[float, dict[str, dict]]:
     """Train (or reuse) and evaluate one run per merge ratio: ``{ratio: {protocol: eval result}}``."""
-    ratios = sweep_ratios(profile)
-    results = train_variants("afa", profile, {topk_run_name(r): [f"model.merge_ratio={r}"] for r in ratios},
-                             data_root=data_root, bert_path=bert_path, overrides=overrides, progress=progress)
-    return {r: results[topk_run_name(r)] for r in ratios}
+    names = {ratio: topk_run_name(ratio, profile) for ratio in sweep_ratios(profile)}
+    results = train_variants("afa", profile, {names[r]: [f"model.merge_ratio={r}"] for r in names},
+                             data_root=data_root, bert_path=bert_path,
+                             overrides=[*(overrides or []), *study_budget(profile)], progress=progress)
+    return {r: results[names[r]] for r in names}
 
 
 def merged_pairs(ratio: float, regions: int = REGIONS) -> int:

@@ -11,6 +11,11 @@ ONE_EPOCH_BUDGET = ["train.epochs=1", "train.lr_decay_epochs=[]", "train.keep_la
 once the run has finished (sweep runs are never continued)."""
 
 
+SMOKE_SWEEP_STEPS = 9
+"""Optimiser steps of a smoke ablation/sweep run of AFA and USER: half the smoke epoch (``make test`` trains
+such runs for every row and point the smoke notebooks check)."""
+
+
 def step_budget(steps: int | None = None) -> list[str]:
     """:data:`ONE_EPOCH_BUDGET`, its epoch cut to ``steps`` optimiser steps when given."""
     return [*ONE_EPOCH_BUDGET, *([f"train.max_steps_per_epoch={steps}"] if steps else [])]

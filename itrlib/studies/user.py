@@ -23,7 +23,7 @@ from itrlib.report.paper import load_reference, paper_row, paper_sweep, paper_sw
 from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import Sweep, step_budget
+from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, Sweep, step_budget
 
 FULL_RUN = "user"
 CGE_RUN = "user_cge"
@@ -53,10 +53,6 @@ MARGIN_SWEEP = Sweep("user", "model.margin", (0.3, 0.4, 0.5, 0.6, 0.7), (0.3, 0.
                      "ε, UTO margin (code: gama)", "epsilon")
 LAMBDA_SWEEP = Sweep("user", "model.mini_batch_weight", (0.1, 1, 10, 20, 50), (0.1, 1, 20, 50), (1, 20), "Fig. 5",
                      "λ, weight of the mini-batch term (code: loss_lamda)", "lambda")
-
-
-SMOKE_SWEEP_STEPS = 9
-"""Steps of a smoke sweep run: half the smoke epoch (make test trains eight such USER runs)."""
 
 
 def sweep_budget(profile: str) -> list[str]:
