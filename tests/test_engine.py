@@ -111,3 +111,13 @@ def test_bigru_text_encoder_trains_and_saves_vocabulary(smoke_data, tmp_path, fa
                                   "train.epochs=1"), progress=False).fit()
     assert summary["best_epoch"] == 0
     assert (tmp_path / "gru" / "vocab.json").is_file()
+
+
+def test_the_last_step_of_every_epoch_is_logged_even_between_log_every_steps(smoke_data, tmp_path, fast_config):
+    from itrlib.regression import last_epoch_loss
+
+    config = fast_config(smoke_data, tmp_path, "run", "train.log_every=100", "text.encoder=bigru")
+    Trainer(config, progress=False).fit()
+    steps = [(r["epoch"], r["step"]) for r in read_jsonl(tmp_path / "run/metrics.jsonl") if r["event"] == "step"]
+    assert steps == [(0, 3), (1, 6)]  # 2 epochs of 3 steps, log_every 100
+    assert last_epoch_loss(tmp_path / "run") > 0

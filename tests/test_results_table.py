@@ -114,11 +114,12 @@ def test_caption_of_real_data_and_of_a_table_without_paper_rows(tmp_path):
     assert paper_title(table, ["f30k1k"]) == ""
 
 
-def test_budgets_that_differ_are_given_per_method(tmp_path):
+def test_budgets_that_differ_are_given_once_per_budget_with_the_methods_sharing_it(tmp_path):
     ours = {"a": {"f30k1k": _result(200, 1, 1.0, _run(tmp_path, "a", epochs=4))},
-            "b": {"f30k1k": _result(200, 1, 1.0, _run(tmp_path, "b", epochs=8, encoder="bigru"))}}
+            "b": {"f30k1k": _result(200, 1, 1.0, _run(tmp_path, "b", epochs=8, encoder="bigru"))},
+            "c": {"f30k1k": _result(200, 1, 1.0, _run(tmp_path, "c", epochs=4))}}
     budget = table_caption("t", ours, comparison_table(ours), "embedded").training
-    assert budget == ("itrlib rows: a: 4 epochs, batch size 128, text encoder MiniLM (all-MiniLM-L6-v2); "
+    assert budget == ("itrlib rows: a, c: 4 epochs, batch size 128, text encoder MiniLM (all-MiniLM-L6-v2); "
                       "b: 8 epochs, batch size 128, text encoder BiGRU")
 
 

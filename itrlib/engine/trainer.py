@@ -165,7 +165,10 @@ class Trainer:
                 self.global_step += 1
                 self.model.after_optimizer_step(self.global_step)
                 bar.set_postfix(loss=f"{losses['loss']:.3f}")
-                if self.global_step % self.config.train.log_every == 0:
+                # every log_every steps, and the epoch's last step (an epoch shorter than log_every still
+                # leaves its loss in metrics.jsonl, where the curves and loss_summary read it)
+                if (self.global_step % self.config.train.log_every == 0
+                        or self.batch_in_epoch == self.sampler.batches_per_epoch()):
                     self._log({"event": "step", **losses})
                 every = self.config.train.checkpoint_every
                 if every and self.global_step % every == 0:

@@ -201,12 +201,16 @@ def _paper_protocols(table: pd.DataFrame, protocols: Sequence[str]) -> list[str]
 
 
 def _budget_text(ours: Results, protocols: Sequence[str]) -> str:
-    """Our runs' budgets: one text when all runs share it, else ``label: budget`` per label."""
-    budgets = {str(label): training_budget(result["run"]) for label, by_protocol in ours.items()
-               for p, result in by_protocol.items() if p in protocols}
-    if len(set(budgets.values())) == 1:
-        return next(iter(budgets.values()))
-    return "; ".join(f"{label}: {budget}" for label, budget in budgets.items())
+    """Our runs' budgets: one text when all runs share it, else ``label, label: budget`` per budget (the
+    labels that share one are named together, in row order)."""
+    labels_by_budget: dict[str, list[str]] = {}
+    for label, by_protocol in ours.items():
+        budget = next((training_budget(r["run"]) for p, r in by_protocol.items() if p in protocols), None)
+        if budget is not None:
+            labels_by_budget.setdefault(budget, []).append(str(label))
+    if len(labels_by_budget) == 1:
+        return next(iter(labels_by_budget))
+    return "; ".join(f"{', '.join(labels)}: {budget}" for budget, labels in labels_by_budget.items())
 
 
 def _papers(table: pd.DataFrame) -> list[str]:
