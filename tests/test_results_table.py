@@ -153,3 +153,13 @@ def test_text_encoder_is_named_with_its_size_when_the_folder_is_readable(tmp_pat
     assert text_encoder_name({"bert_path": "/absent/bert-base-uncased"}) == "bert-base-uncased"
     assert text_encoder_name({"bert_path": "minilm"}) == "MiniLM (all-MiniLM-L6-v2)"
     assert text_encoder_name({"encoder": "bigru", "bert_path": "minilm"}) == "BiGRU"
+
+
+def test_caption_names_a_data_folder_once_whatever_its_spelling(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = _run(tmp_path)
+    ours = {"a": {"f30k1k": _result(200, 1, 1.0, run, data_root="data/synthetic")},
+            "b": {"f30k1k": _result(200, 1, 1.0, run, data_root=str(tmp_path / "data/synthetic"))},
+            "c": {"f30k1k": _result(200, 1, 1.0, run, data_root="/elsewhere/../data/real")}}
+    caption = table_caption("t", ours, comparison_table(ours), "embedded")
+    assert caption.data.endswith("/data/real, data/synthetic)"), caption.data

@@ -243,7 +243,7 @@ def table_caption(title: str, ours: Results, table: pd.DataFrame, profile: str, 
     protocols = _protocols(table, ours, protocols)
     with_paper = _paper_protocols(table, protocols)
     results = _results_of(ours, protocols)
-    roots = sorted({str(r["data_root"]) for r in results if r.get("data_root")})
+    roots = sorted({_shown_path(r["data_root"]) for r in results if r.get("data_root")})
     data = f"itrlib rows: {data_text(profile, ', '.join(roots) or None)}"
     if with_paper:
         datasets = dict.fromkeys(DATASET_NAMES[get_protocol(p).paper_dataset] for p in with_paper)
@@ -257,6 +257,13 @@ def table_caption(title: str, ours: Results, table: pd.DataFrame, profile: str, 
     refs = references if references is not None else _reference_text(table, protocols) or "none"
     return Caption(title=title, protocol="; ".join(protocol_text(p) for p in protocols), data=data,
                    images=images, training=training, references=refs, rows=rows)
+
+
+def _shown_path(path: str | Path) -> str:
+    """One spelling per folder: relative to the working directory when inside it, else absolute (runs may
+    record ``data/synthetic`` or its absolute form)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(resolved)
 
 
 def _images_item(protocol: str, ours: Results, with_paper: bool) -> str:
