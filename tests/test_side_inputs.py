@@ -1,6 +1,7 @@
 """Side inputs: found beside the precomp files (.npy or .txt), per image or per caption, cut like the split,
 and delivered to the model in training, validation and evaluation alike."""
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,8 @@ def test_per_caption_text_side_file_and_bad_files(smoke_data, tmp_path):
         load_side_inputs(split, (SideInput("weight", per="image"),))
     with pytest.raises(DataError, match=r"test_missing\.npy and .*test_missing\.txt"):
         side_input_path(split, "missing")
+    with pytest.raises(DataError, match=rf"test_missing\.txt; build it with: make-it --root {re.escape(str(root))}$"):
+        load_side_inputs(split, (SideInput("missing", how_to_build="make-it --root {root}"),))
     (root / "test_ragged.txt").write_text("1 2\n3\n")
     with pytest.raises(DataError, match="line 2"):
         load_side_inputs(split, (SideInput("ragged"),))

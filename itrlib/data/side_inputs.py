@@ -34,6 +34,8 @@ class SideInput:
 
     name: str
     per: str = "image"
+    how_to_build: str = ""
+    """How a user makes the file when it is missing (a command, with ``{root}`` for the precomp folder)."""
 
     def __post_init__(self) -> None:
         if self.per not in PER:
@@ -48,21 +50,23 @@ class SideArrays:
     caption: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def side_input_path(split: PrecompSplit, name: str) -> Path:
-    """The ``.npy`` (preferred) or ``.txt`` side file ``name`` of ``split``; DataError naming both if absent."""
+def side_input_path(split: PrecompSplit, name: str, how_to_build: str = "") -> Path:
+    """The ``.npy`` (preferred) or ``.txt`` side file ``name`` of ``split``; DataError naming both if absent
+    (and ``how_to_build``, ``{root}`` filled in with the split's folder)."""
     candidates = [split.root / f"{split.split}_{name}{suffix}" for suffix in SUFFIXES]
     for path in candidates:
         if path.is_file():
             return path
+    hint = f"; build it with: {how_to_build.format(root=split.root)}" if how_to_build else ""
     raise DataError(f"side input {name!r} of split {split.split!r} is missing: looked for "
-                    f"{' and '.join(str(p) for p in candidates)}")
+                    f"{' and '.join(str(p) for p in candidates)}{hint}")
 
 
 def load_side_inputs(split: PrecompSplit, specs: tuple[SideInput, ...] | list[SideInput]) -> SideArrays:
     """Load every side input in ``specs`` for ``split`` (rows checked against the images or captions)."""
     loaded = SideArrays()
     for spec in specs:
-        path = side_input_path(split, spec.name)
+        path = side_input_path(split, spec.name, spec.how_to_build)
         array = _read_array(path)
         rows = split.n_images if spec.per == "image" else split.n_captions
         source_rows = rows if split.source_images is None else (

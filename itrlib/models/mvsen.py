@@ -50,7 +50,8 @@ the paper's equations name them the other way round (docs/PAPER_DIFFERENCES.md s
 code names."""
 LABEL_VIEWS = ("official", "paper")
 POSITIVE_CAPTIONS = ("random", "next")
-LABEL_INPUT = SideInput("label")
+LABEL_INPUT = SideInput("label", how_to_build="python -m itrlib data labels --root {root} --top N, N = "
+                                               "model.num_labels (1000 in the f30k/coco presets)")
 """``{split}_label.txt``: one line of 0/1 noun labels per image (``python -m itrlib data labels``)."""
 PASS_MB = {"cpu": 32, "cuda": 1024}
 """Default ``score_pass_mb`` per device type (other devices: the CUDA value)."""

@@ -39,7 +39,8 @@ from itrlib.nn.semantic_enhancement import CGE, SGE
 from itrlib.nn.text_encoders import build_token_encoder
 
 ENHANCEMENTS = ("sge", "cge", "none")
-CLIP_INPUT = SideInput("clip")
+CLIP_INPUT = SideInput("clip", how_to_build="python -m itrlib data clip-features --images <image folder> "
+                                             "--ids {root}/<split>_ids.txt --model <local CLIP folder>")
 """``{split}_clip.npy``: one CLIP image embedding per image (``python -m itrlib data clip-features``)."""
 
 
