@@ -155,9 +155,9 @@ class Trainer:
             loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.dataset.collate_fn,
                                 num_workers=self.config.data.num_workers,
                                 generator=torch.Generator().manual_seed(self.config.train.seed))
+            epoch_batches = self.sampler.batches_per_epoch()
             bar = progress_bar(loader, desc=f"{self.config.name}: epoch {self.epoch} of 0-{total_epochs - 1}",
-                               unit="steps", enabled=self.progress, initial=self.batch_in_epoch,
-                               total=self.sampler.batches_per_epoch())
+                               unit="steps", enabled=self.progress, initial=self.batch_in_epoch, total=epoch_batches)
             for batch in bar:
                 losses = self._train_step(batch.to(self.device), loss_weights)
                 loss_sum, steps = loss_sum + losses["loss"], steps + 1
@@ -168,7 +168,7 @@ class Trainer:
                 # every log_every steps, and the epoch's last step (an epoch shorter than log_every still
                 # leaves its loss in metrics.jsonl, where the curves and loss_summary read it)
                 if (self.global_step % self.config.train.log_every == 0
-                        or self.batch_in_epoch == self.sampler.batches_per_epoch()):
+                        or self.batch_in_epoch == epoch_batches):
                     self._log({"event": "step", **losses})
                 every = self.config.train.checkpoint_every
                 if every and self.global_step % every == 0:

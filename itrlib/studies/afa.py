@@ -19,7 +19,7 @@ from itrlib.report.paper import paper_sweep, paper_sweep_note, paper_training
 from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.report.results import Results, ours_title, paper_title, table_caption
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, step_budget
+from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, shared_run_name, step_budget
 
 FULL_RUN = "afa"
 PRINTED_EQ7_ROW = "I+II+III+IV (eq. 7 as printed)"
@@ -45,16 +45,10 @@ SMOKE_RATIOS: tuple[float, ...] = (0.0, AFAConfig.merge_ratio)
 
 def study_budget(profile: str) -> list[str]:
     """Overrides of every Table 3 / Fig. 3 run: under the smoke profile :data:`SMOKE_SWEEP_STEPS` steps of one
-    epoch at the initial lr (at the full smoke budget these runs took about 100 s of ``make test``); none
+    epoch at the initial lr (at the full smoke budget these runs took about 110 s of ``make test``); none
     elsewhere: an AFA run is cheap enough for the profile's whole budget, so the rows and points compare with
     notebook 01's runs under one budget."""
     return step_budget(SMOKE_SWEEP_STEPS) if profile == "smoke" else []
-
-
-def _study_run(name: str, profile: str) -> str:
-    """``name``, or ``name_sweep`` for the shared runs when the profile trains the studies under their own
-    budget (so notebook 01's runs are never overwritten or reused under another budget)."""
-    return f"{name}_sweep" if study_budget(profile) else name
 
 
 def ablation_rows() -> dict[str, list[str]]:
@@ -66,8 +60,8 @@ def ablation_run_name(row: str, profile: str) -> str:
     """Run folder of a row: the full model is the shared ``afa`` run, eq. 7 as printed ``afa_eq7_printed``
     (each ``..._sweep`` under a :func:`study_budget`), the other rows ``afa_table3_<row>``."""
     if row == PRINTED_EQ7_ROW:
-        return _study_run(PRINTED_EQ7_RUN, profile)
-    return _study_run(FULL_RUN, profile) if not ABLATION_ROWS[row] else f"afa_table3_{row}"
+        return shared_run_name(PRINTED_EQ7_RUN, study_budget(profile))
+    return shared_run_name(FULL_RUN, study_budget(profile)) if not ABLATION_ROWS[row] else f"afa_table3_{row}"
 
 
 def run_ablation(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
@@ -90,7 +84,7 @@ def sweep_ratios(profile: str) -> tuple[float, ...]:
 def topk_run_name(ratio: float, profile: str) -> str:
     """Run folder of one sweep point: the default ratio is the shared ``afa`` run (``afa_sweep`` under a
     :func:`study_budget`)."""
-    return _study_run(FULL_RUN, profile) if ratio == AFAConfig.merge_ratio else f"afa_ratio_{ratio}"
+    return shared_run_name(FULL_RUN, study_budget(profile)) if ratio == AFAConfig.merge_ratio else f"afa_ratio_{ratio}"
 
 
 def run_topk_sweep(profile: str, *, data_root: str | None = None, bert_path: str | None = None,

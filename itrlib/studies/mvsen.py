@@ -23,7 +23,7 @@ from itrlib.report.paper import paper_sweep_note
 from itrlib.report.plots import plot_sweep
 from itrlib.report.results import Results, ours_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import Sweep, step_budget
+from itrlib.studies.sweeps import Sweep, shared_run_name, step_budget
 
 DIRECTIONS = ("t2i", "i2t")
 ENSEMBLE = "MVSEN t2i+i2t"
@@ -130,7 +130,7 @@ def ablation_run_name(row: str, profile: str) -> str:
     """``mvsen_table4_<n>`` for row ``#<n> ...``; the full-model rows (#10, #11) are the direction runs
     ``mvsen_t2i``/``mvsen_i2t`` of notebook 01 (``..._sweep`` when the profile has a sweep budget)."""
     if len(ABLATION_ROWS.get(row, ())) == 1:  # only the direction switch: the full model
-        return direction_run(row.split()[-1]) + ("_sweep" if sweep_budget(profile) else "")
+        return shared_run_name(direction_run(row.split()[-1]), sweep_budget(profile))
     return f"mvsen_table4_{row.split()[0].lstrip('#')}"
 
 

@@ -21,6 +21,13 @@ def step_budget(steps: int | None = None) -> list[str]:
     return [*ONE_EPOCH_BUDGET, *([f"train.max_steps_per_epoch={steps}"] if steps else [])]
 
 
+def shared_run_name(headline: str, budget: list[str]) -> str:
+    """A study's run of the model at its defaults: the headline run ``headline`` of notebook 01 when the
+    study trains no budget of its own, else ``<headline>_sweep`` (so a headline run is never overwritten or
+    reused under another budget)."""
+    return f"{headline}_sweep" if budget else headline
+
+
 @dataclass(frozen=True)
 class Sweep:
     """One swept ``section.name`` field of the ``<method>_<profile>`` presets."""

@@ -23,7 +23,7 @@ from itrlib.report.paper import load_reference, paper_row, paper_sweep, paper_sw
 from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
 from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, Sweep, step_budget
+from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, Sweep, shared_run_name, step_budget
 
 FULL_RUN = "user"
 CGE_RUN = "user_cge"
@@ -114,7 +114,7 @@ def default_run_name(method: str, profile: str) -> str:
     """The run of ``method`` at its defaults under the sweep budget: the headline run (``user``, ``baseline``)
     when the profile's sweeps keep the headline budget, else ``<run>_sweep``."""
     name = FULL_RUN if method == "user" else "baseline"
-    return f"{name}_sweep" if sweep_budget(profile) else name
+    return shared_run_name(name, sweep_budget(profile))
 
 
 def ablation_run_name(row: str, profile: str) -> str:
