@@ -10,7 +10,7 @@ SYNTH_DATA := data/synthetic
 SMOKE_DATA := data/synthetic-smoke
 # every notebook under notebooks/ in the runner's order (00_baseline, afa/, user/, mvsen/), read when used
 NOTEBOOKS = $(shell $(PY) -c "from itrlib.notebook_runner import project_notebooks; print(*project_notebooks())")
-# make notebooks PROFILE=f30k DATA=/data/f30k_precomp BERT=/models/bert-base-uncased [ONLY=afa/02]
+# make notebooks PROFILE=f30k DATA=/data/f30k_precomp BERT=/models/bert-base-uncased [ONLY=afa/02,user/03]
 #   [OVERRIDES="train.epochs=2"] (config overrides for every run)
 PROFILE ?= embedded
 DATA ?=
@@ -23,15 +23,16 @@ REFRESH_DIR := outputs/refresh
 LAB_ARGS ?=
 
 .PHONY: help venv data data-smoke test unit-tests notebook-tests refresh-notebook-outputs notebooks reproduce-tables \
-	lab bench lint clean
+	lab measure-tolerances bench lint clean
 
 help:
 	@echo "make reproduce-tables  set up .venv, build the embedded dataset, run every notebook -> outputs/embedded/"
 	@echo "make test              install, unit tests + notebooks validated with nbval (smoke parameters)"
 	@echo "make notebooks         run the notebooks headlessly (PROFILE=$(PROFILE); real data: PROFILE=f30k|coco"
-	@echo "                       DATA=/path/to/precomp BERT=/path/to/bert-base-uncased; ONLY=afa/02 for one)"
+	@echo "                       DATA=/path/to/precomp BERT=/path/to/bert-base-uncased; ONLY=afa/02 or afa/02,user/03)"
 	@echo "make lab               JupyterLab in the project's .venv on notebooks/ (LAB_ARGS='--no-browser --port 8890')"
 	@echo "make refresh-notebook-outputs  on purpose: re-run the notebooks (smoke), write the expected values nbval checks"
+	@echo "make measure-tolerances  on purpose: run the smoke notebooks under several float environments, set tolerances"
 	@echo "make data              write the embedded synthetic dataset ($(SYNTH_DATA), SYNTH_SIZE=$(SYNTH_SIZE))"
 	@echo "make bench             micro-benchmarks -> outputs/bench/"
 	@echo "make lint              ruff"
@@ -81,16 +82,18 @@ unit-tests: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # nbval re-executes each notebook with the smoke parameters injected by papermill (prepare only, one process) and
-# compares the output of the cells marked NBVAL_CHECK_OUTPUT (smoke rSum per method and protocol) with the
-# committed one. Smoke runs start from scratch here and are shared between the notebooks.
+# compares the output of the cells marked NBVAL_CHECK_OUTPUT with the committed one: one verdict per smoke value
+# (rSum, or a USER run's last-epoch loss) against notebooks/regression/expected.csv, within a tolerance measured
+# across float environments. Smoke runs start from scratch here and are shared between the notebooks.
 notebook-tests: $(STAMP) data-smoke
 	@rm -rf $(NBVAL_DIR) $(SMOKE_OUTPUTS)
 	$(PY) -m itrlib.regression prepare $(NBVAL_DIR) --profile smoke
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(NBVAL_DIR)
 
 # On purpose only (a change meant to move the smoke numbers): execute every notebook with papermill under the
-# smoke profile, from scratch, and write the outputs of its checked cells back into notebooks/ (the parameters
-# cell keeps its default; no injected cell, timestamps or other outputs), then review and commit the diff.
+# smoke profile, from scratch, write its measured values into notebooks/regression/expected.csv (tolerances kept)
+# and the outputs of its checked cells back into notebooks/ (the parameters cell keeps its default; no injected
+# cell, timestamps or other outputs), then review and commit the diff.
 refresh-notebook-outputs: $(STAMP) data-smoke
 	@rm -rf $(REFRESH_DIR) $(SMOKE_OUTPUTS) && mkdir -p $(REFRESH_DIR)
 	@for nb in $(NOTEBOOKS); do \
@@ -99,6 +102,12 @@ refresh-notebook-outputs: $(STAMP) data-smoke
 	  $(PY) -m papermill --log-output --no-progress-bar $$nb $$out -p profile smoke || exit 1; \
 	  $(PY) -m itrlib.regression refresh-outputs $$out $$nb || exit 1; \
 	done
+
+# On purpose only (tolerances re-measured, e.g. after a change of the smoke budget): run every notebook under the
+# smoke profile once per float environment (torch kernel dispatch, threads, numpy dispatch; about 10-15 min each)
+# and write notebooks/regression/expected.csv with its README (spread per value, how it was measured).
+measure-tolerances: $(STAMP) data-smoke
+	$(PY) -m itrlib.regression measure-spread outputs/float-spread
 
 bench: $(STAMP)
 	$(PY) -m itrlib.bench

@@ -225,9 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     nbs.add_argument("--bert", metavar="DIR",
                      help="text-encoder weights passed as bert_path, e.g. /models/bert-base-uncased "
                           "(default: the presets' text.bert_path)")
-    nbs.add_argument("--only", nargs="+", default=[], metavar="TEXT",
-                     help="run only the notebooks whose path contains one of these, e.g. afa/02 "
-                          "(default: every notebook under notebooks/)")
+    nbs.add_argument("--only", action="extend", type=_comma_list, default=[], metavar="TEXT[,TEXT...]",
+                     help="run only the notebooks whose path contains TEXT, e.g. afa/02; several: repeat the option "
+                          "or separate with commas, e.g. afa/02,user/03 (default: every notebook under notebooks/)")
     nbs.add_argument("overrides", nargs="*", metavar="section.key=value",
                      help="config overrides passed to every notebook (default: none)")
 
@@ -241,10 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         _check_eval_source(parser, args)
     try:
+        _check_device(args)
         return _dispatch(args)
     except ItrlibError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    """A command's --device (auto, cpu, cuda, cuda:N) is checked before anything is loaded or written."""
+    if getattr(args, "device", None) is not None:
+        from itrlib.devices import resolve_device
+
+        resolve_device(args.device, "--device")
+
+
+def _one_line(exc: Exception) -> str:
+    """The message of ``exc`` on one line (the name of its type when it has none)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -252,7 +266,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from itrlib.config import load_config
 
         config = load_config(args.config, args.overrides)  # a bad config fails before anything heavy loads
-        from itrlib.engine.trainer import train
+        from itrlib.engine.trainer import CONFIG_FILE, train
+        from itrlib.io import check_writable
+
+        check_writable(config.run_dir / CONFIG_FILE, "the run's config")  # a read-only output_dir, at once
 
         summary = train(config, progress=not args.no_progress)
         print(json.dumps(summary, indent=2))
@@ -275,14 +292,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_metrics(results)
     elif args.command == "eval-scores":
         from itrlib.evaluation.protocols import evaluate_scores
-        from itrlib.io import atomic_write_json
+        from itrlib.io import atomic_write_json, check_writable
         from itrlib.scores import read_score_file
 
+        if args.out:
+            check_writable(args.out, "evaluation results")
         sims = read_score_file(args.scores)
         results = {p: evaluate_scores(sims, p, caps_per_image=args.caps_per_image, ties=args.ties)
                    for p in args.protocol}
         if args.out:
-            atomic_write_json(args.out, results)
+            atomic_write_json(args.out, results, "evaluation results")
         _print_metrics(results)
     elif args.command == "composite":
         from itrlib.composite import create_composite
@@ -321,12 +340,26 @@ def _dispatch(args: argparse.Namespace) -> int:
                           only=args.only)
         except PapermillExecutionError as exc:
             print(f"error: a notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
-            return 1
+            return 2 if exc.ename in _error_names(ItrlibError) else 1
     elif args.command == "presets":
         from itrlib.config import list_presets
 
         print("\n".join(list_presets()))
     return 0
+
+
+def _comma_list(text: str) -> list[str]:
+    """``notebooks --only``: one value per option, commas separating several (no nargs: it would swallow the
+    overrides that follow)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected a notebook path fragment such as afa/02, got {text!r}")
+    return parts
+
+
+def _error_names(error: type[BaseException]) -> set[str]:
+    """Names of ``error`` and its subclasses: a notebook's failure reports only the exception's name."""
+    return {error.__name__}.union(*(_error_names(sub) for sub in error.__subclasses__()))
 
 
 def _check_eval_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

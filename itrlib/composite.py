@@ -10,7 +10,8 @@ chosen) and ordinary ``eval-<protocol>.json`` files, so tables and reports read 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from itrlib.config import load_config
 from itrlib.engine.components import CONFIG_FILE
 from itrlib.errors import ConfigError, DataError, ItrlibError
 from itrlib.evaluation.protocols import evaluate_scores, get_protocol
-from itrlib.io import atomic_write_json
+from itrlib.io import atomic_write_json, check_writable
 
 COMPOSITE_FILE = "composite.json"
 DEFAULT_ALPHA_STEP = 0.05
@@ -33,7 +34,13 @@ def load_composite(run_dir: str | Path) -> dict:
     path = Path(run_dir) / COMPOSITE_FILE
     if not path.is_file():
         raise ItrlibError(f"{run_dir} is not a composite run (no {COMPOSITE_FILE})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ItrlibError(f"{path} cannot be read as JSON ({exc})") from exc
+    if not isinstance(spec, dict) or not {"members", "weights"} <= spec.keys():
+        raise ItrlibError(f"{path} is not a composite definition (a JSON object with members and weights)")
+    return spec
 
 
 def combine(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -97,19 +104,70 @@ def create_composite(run_dir: str | Path, members: Sequence[str | Path], *, weig
         if not 0 <= alpha <= 1:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
         weights = (alpha, 1 - alpha)
+    if weights is not None:
+        _check_weights(weights, members)
+    else:
+        alpha_grid(alpha_step)  # a bad step fails before the members are scored
+    _check_members(run_dir, members, data_root, tuned=tune)
+    check_writable(run_dir / COMPOSITE_FILE, "the composite definition")
     tuning = None
     if tune:
         dev = [run_split_scores(m, load_config(Path(m) / CONFIG_FILE).data.val_split, device=device,
                                 progress=progress)[0] for m in members]
         tuning = tune_alpha(dev, alpha_step, ties)
         weights = (tuning["alpha"], 1 - tuning["alpha"])
-    if len(weights) != len(members):
-        raise ConfigError(f"{len(weights)} weights for {len(members)} members")
     spec = {"members": members, "weights": [float(w) for w in weights], "tuned_on": "dev" if tune else None,
             "tuning": tuning, "data_root": data_root, "member_checkpoints": _member_stamps(members)}
     _check_same_definition(run_dir, spec)
-    atomic_write_json(run_dir / COMPOSITE_FILE, spec)
+    atomic_write_json(run_dir / COMPOSITE_FILE, spec, "the composite definition")
     return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties, progress=progress)
+
+
+def _check_weights(weights: Sequence[float], members: Sequence[str]) -> None:
+    if len(weights) != len(members):
+        raise ConfigError(f"{len(weights)} weights for {len(members)} members")
+    if not all(math.isfinite(w) for w in weights):
+        raise ConfigError(f"weights must be finite numbers, got {list(weights)}")
+
+
+def _check_members(run_dir: str | Path, members: Sequence[str], data_root: str | None, tuned: bool = False) -> None:
+    """Raise ItrlibError unless every member is an existing run folder with a trained ``best.pt`` (or a composite
+    run), other than ``run_dir``; without ``data_root`` the trained members must share their ``data.root``, and
+    ``tuned`` (alpha tuned on dev) needs trained members with the same dev split. Nothing is read but configs."""
+    from itrlib.engine.checkpoint import BEST
+
+    configs = {}
+    for member in members:
+        folder = Path(member)
+        if not folder.is_dir():
+            state = "is a file, not a run folder" if folder.exists() else "does not exist"
+            raise ItrlibError(f"composite member {member} {state}")
+        if folder.resolve() == Path(run_dir).resolve():
+            raise ItrlibError(f"composite member {member} is the composite run itself")
+        if is_composite(folder) and not tuned:
+            continue
+        if not (folder / CONFIG_FILE).is_file():
+            kind = "a composite run: tuning alpha on dev needs trained runs" if is_composite(folder) else (
+                f"not a run folder (no {CONFIG_FILE})")
+            raise ItrlibError(f"composite member {member} is {kind}")
+        if not (folder / BEST).is_file():
+            raise ItrlibError(f"composite member {member} has no trained checkpoint {folder / BEST}: train it "
+                              "(at least one epoch) first")
+        configs[member] = load_config(folder / CONFIG_FILE)
+    if data_root is None:
+        _check_same(configs, "data folders (data.root)", lambda c: str(Path(c.data.root).resolve()),
+                    "pass data_root (--data-root) to score every member on the same data")
+    if tuned:
+        _check_same(configs, "dev splits (data.val_split, data.val_max_images)",
+                    lambda c: (c.data.val_split, c.data.val_max_images), "give fixed weights or alpha instead")
+
+
+def _check_same(configs: dict, what: str, value: Callable, hint: str) -> None:
+    """Raise DataError when the members' ``value(config)`` differ."""
+    values = {member: value(config) for member, config in configs.items()}
+    if len(set(values.values())) > 1:
+        listed = ", ".join(f"{member}: {found}" for member, found in values.items())
+        raise DataError(f"composite members have different {what} ({listed}); {hint}")
 
 
 def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
@@ -120,6 +178,8 @@ def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_ro
     spec = load_composite(run_dir)
     root = data_root or spec.get("data_root")
     ties = ties or "pessimistic"
+    if protocols:  # before the members are scored
+        check_writable(eval_path(run_dir, protocols[0]), "evaluation results")
     by_split: dict[str, tuple[np.ndarray, str, int, list]] = {}
     results = {}
     for name in protocols:
@@ -131,7 +191,7 @@ def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_ro
         result.update({"run": str(run_dir), "model": "composite", "data_root": data_root,
                        "composite": {"members": spec["members"], "weights": spec["weights"],
                                      "tuned_on": spec["tuned_on"], "member_checkpoint_epochs": epochs}})
-        atomic_write_json(eval_path(run_dir, name), result)
+        atomic_write_json(eval_path(run_dir, name), result, "evaluation results")
         results[name] = result
     return results
 
@@ -152,6 +212,7 @@ def _combined_scores(run_dir: str | Path, spec: dict, split: str, root: str | No
     """(weighted sum of the members' scores on ``split``, data folder, captions per image, member epochs)."""
     from itrlib.runs import run_split_scores
 
+    _check_members(run_dir, spec["members"], root)
     loaded = [run_split_scores(m, split, data_root=root, device=device, progress=progress)
               for m in spec["members"]]
     roots = {str(Path(meta["data_root"]).resolve()) for _, meta in loaded}

@@ -2,14 +2,16 @@
 
 A run is described by :class:`RunConfig`. Every field has a documented default; a key that is not a
 field is an error (with the closest valid names suggested), and values are checked against the field's
-type. The ``model`` section is model-specific: its dataclass is looked up in the model registry by
-``model.name``, so each paper adds its own fields without touching this module.
+type (a number must be finite: NaN and inf are refused for every float field) and against its range by the
+section's ``validate`` (:func:`check_bounds`). The ``model`` section is model-specific: its dataclass is looked
+up in the model registry by ``model.name``, so each paper adds its own fields without touching this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -44,11 +46,10 @@ class DataConfig:
     num_workers: int = 0
 
     def validate(self) -> None:
-        _at_least("data.val_max_images", self.val_max_images, 1, optional=True)
-        if not 0 < self.region_keep_prob <= 1:
-            raise ConfigError(f"data.region_keep_prob must be in (0, 1], got {self.region_keep_prob!r}")
+        check_bounds("data", self, ("val_max_images",), 1, optional=True)
+        check_bounds("data", self, ("region_keep_prob",), 0, 1, low_open=True)
         _one_of("data.check_features", self.check_features, CHECK_FEATURES)
-        _at_least("data.num_workers", self.num_workers, 0)
+        check_bounds("data", self, ("num_workers",), 0)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class TextConfig:
 
     def validate(self) -> None:
         _one_of("text.encoder", self.encoder, TEXT_ENCODERS)
-        _at_least("text.vocab_min_count", self.vocab_min_count, 1)
+        check_bounds("text", self, ("vocab_min_count",), 1)
 
 
 @dataclass
@@ -105,15 +106,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         _one_of("train.adamw", self.adamw, ADAMW_KERNELS)
-        for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
-            _at_least(f"train.{name}", getattr(self, name), 1)
-        for name in ("lr", "lr_decay_factor"):
-            _above("train." + name, getattr(self, name), 0)
-        for name in ("weight_decay", "grad_clip", "checkpoint_every"):
-            _at_least(f"train.{name}", getattr(self, name), 0)
-        _at_least("train.max_steps_per_epoch", self.max_steps_per_epoch, 1, optional=True)
+        check_bounds("train", self, ("epochs", "batch_size", "log_every", "eval_batch_size"), 1)
+        check_bounds("train", self, ("lr", "lr_decay_factor"), 0, low_open=True)
+        check_bounds("train", self, ("weight_decay", "grad_clip", "checkpoint_every", "seed"), 0)
+        check_bounds("train", self, ("max_steps_per_epoch",), 1, optional=True)
         for i, epoch in enumerate(self.lr_decay_epochs):
-            _at_least(f"train.lr_decay_epochs[{i}]", epoch, 0)
+            _in_bounds(f"train.lr_decay_epochs[{i}]", epoch, 0)
+        for name, weight in self.loss_weights.items():
+            _in_bounds(f"train.loss_weights.{name}", weight, 0)
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"train.device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), "
                               f"got {self.device!r}")
@@ -134,7 +134,7 @@ class EvalConfig:
     ``float32`` or ``float16`` (half the disk, e.g. 250 MB for COCO 5K; ranks of a float16 copy can tie)."""
 
     def validate(self) -> None:
-        _at_least("eval.max_pairs_per_block", self.max_pairs_per_block, 1, optional=True)
+        check_bounds("eval", self, ("max_pairs_per_block",), 1, optional=True)
         _one_of("eval.ties", self.ties, TIE_RULES)
         _one_of("eval.save_scores", self.save_scores, SCORE_DTYPES)
 
@@ -336,17 +336,28 @@ def _build(cls: type, values: dict, where: str):
     return obj
 
 
-def _at_least(where: str, value: float | None, low: int, *, optional: bool = False) -> None:
+def check_bounds(section: str, values: object, keys: Sequence[str], low: float, high: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+    """ConfigError naming the first attribute of ``keys`` of ``values`` (a config section) that lies outside
+    [low, high] (``low_open``/``high_open``: that end excluded; ``high=None``: no upper end); ``None`` passes
+    when ``optional``."""
+    for key in keys:
+        _in_bounds(f"{section}.{key}", getattr(values, key), low, high, low_open=low_open, high_open=high_open,
+                   optional=optional)
+
+
+def _in_bounds(where: str, value: float | None, low: float, high: float | None = None, *, low_open: bool = False,
+               high_open: bool = False, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if value is None or not value >= low:
-        bound = f">= {low} or null" if optional else f">= {low}"
-        raise ConfigError(f"{where} must be {bound}, got {value!r}")
-
-
-def _above(where: str, value: float, low: int) -> None:
-    if not value > low:  # also rejects NaN
-        raise ConfigError(f"{where} must be > {low}, got {value!r}")
+    inside = value is not None and (value > low if low_open else value >= low) and (
+        high is None or (value < high if high_open else value <= high))  # comparisons also reject NaN
+    if not inside:
+        if high is None:
+            bound = f"{'>' if low_open else '>='} {low}"
+        else:
+            bound = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(f"{where} must be {bound}{' or null' if optional else ''}, got {value!r}")
 
 
 def _one_of(where: str, value: str, choices: tuple[str, ...]) -> None:
@@ -360,10 +371,21 @@ def check_choices(section: str, choices: dict[str, tuple[str, Sequence[str]]]) -
         _one_of(f"{section}.{key}", value, tuple(allowed))
 
 
-def check_at_least_one(section: str, values: object, keys: Sequence[str]) -> None:
-    """ConfigError unless every attribute ``keys`` of ``values`` (a config section) is >= 1."""
-    for key in keys:
-        _at_least(f"{section}.{key}", getattr(values, key), 1)
+def _finite_float(value: Any, where: str) -> float:
+    """A number (an int, or a string YAML 1.1 left unparsed such as "1e-3") as a finite float."""
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    return number
 
 
 def _unknown(key: str, valid: list[str], where: str) -> str:
@@ -403,14 +425,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return _finite_float(value, where)
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

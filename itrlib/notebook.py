@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from itrlib.errors import ConfigError
+from itrlib.errors import ConfigError, ItrlibError
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
@@ -27,17 +28,64 @@ def enter_project_root() -> Path:
 
 
 def check_parameters(namespace: dict, allowed: list[str]) -> dict:
-    """Fail on parameters papermill injected that the notebook does not declare (a typo is an error).
+    """Fail on parameters papermill injected that the notebook does not declare (a typo is an error), and on bad
+    values of the common ones (:func:`check_notebook_inputs`), before anything runs or is written.
 
     ``namespace`` is the notebook's ``globals()`` right after the parameters cell and papermill's injected
-    cell; ``allowed`` names the declared parameters. Returns ``{name: value}`` of the declared ones.
+    cell; ``allowed`` names the declared parameters. Returns ``{name: value}`` of the declared ones. In a
+    notebook, an :class:`~itrlib.errors.ItrlibError` from here on shows as its one line, without a traceback
+    (:func:`show_itrlib_errors_briefly`).
     """
+    show_itrlib_errors_briefly()
     unknown = sorted(name for name, value in namespace.items()
                      if not name.startswith("_") and name not in allowed and name not in _IPYTHON_NAMES
                      and not callable(value) and type(value).__name__ != "module")
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; this notebook takes {sorted(allowed)}")
-    return {name: namespace[name] for name in allowed}
+    params = {name: namespace[name] for name in allowed}
+    if "profile" in params:
+        check_notebook_inputs(params["profile"], data_root=params.get("data_root"),
+                              overrides=params.get("overrides", []), root=find_project_root())
+    return params
+
+
+def check_notebook_inputs(profile: str, *, data_root: str | Path | None = None, overrides: Sequence[str] = (),
+                          root: Path | None = None) -> None:
+    """The profile exists, ``data_root`` (relative: to ``root``, where the notebooks run) is an existing folder,
+    and ``overrides`` is a list of ``section.key=value`` strings that the profile's presets accept."""
+    from itrlib.profiles import check_data_folder, check_overrides, get_profile
+
+    get_profile(profile)
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(item, str) for item in overrides):
+        raise ConfigError(f"parameter overrides must be a list of strings such as ['train.epochs=2'], got "
+                          f"{overrides!r}")
+    if data_root is not None:
+        if not isinstance(data_root, (str, Path)):
+            raise ConfigError(f"parameter data_root must be a folder path (a string), got {data_root!r}")
+        check_data_folder(Path(root or ".") / Path(data_root).expanduser(), profile)
+    check_overrides(profile, overrides)
+
+
+def show_itrlib_errors_briefly() -> None:
+    """In IPython (a notebook kernel), show a raised :class:`~itrlib.errors.ItrlibError` as the one line
+    ``ConfigError: message``: no traceback in the cell's error output nor in what papermill reports (the
+    message names the cause; the stack would only bury it). Outside IPython: nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((ItrlibError,), _show_error_line)
+
+
+def _show_error_line(shell, etype: type, value: BaseException, tb, tb_offset: int | None = None) -> list[str]:
+    """IPython custom exception handler: publish the error as one line (``ename: evalue``) and return it. IPython
+    ignores what the handler returns, so it publishes the line itself through ``_showtraceback``, the hook the
+    kernel overrides to send the cell's error output (which papermill reports)."""
+    line = [f"{etype.__name__}: {value}"]
+    shell._showtraceback(etype, value, line)
+    return line
 
 
 def show_markdown(text: str) -> None:

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from itrlib.errors import ItrlibError
+from itrlib.errors import ConfigError, ItrlibError
 from itrlib.io import atomic_write_json
-from itrlib.notebook import find_project_root
+from itrlib.notebook import check_notebook_inputs, find_project_root
 from itrlib.profiles import get_profile
 from itrlib.progress import PROGRESS_ENV, format_seconds
 
@@ -71,9 +71,12 @@ def executed_name(notebook: str | Path) -> str:
 
 
 def notebook_parameters(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
-                        overrides: Sequence[str] = ()) -> dict:
-    """The papermill parameters every notebook takes; unset ones keep the notebook's default."""
-    get_profile(profile)  # an unknown profile fails before any kernel starts
+                        overrides: Sequence[str] = (), root: str | Path | None = None) -> dict:
+    """The papermill parameters every notebook takes; unset ones keep the notebook's default. Bad ones fail here,
+    before any kernel starts (:func:`~itrlib.notebook.check_notebook_inputs`; a relative ``data_root`` is read
+    from ``root``, the project root the notebooks run in)."""
+    check_notebook_inputs(profile, data_root=data_root, overrides=list(overrides),
+                          root=Path(root or find_project_root()))
     params: dict = {"profile": profile}
     if data_root:
         params["data_root"] = str(data_root)
@@ -82,6 +85,15 @@ def notebook_parameters(profile: str, *, data_root: str | None = None, bert_path
     if overrides:
         params["overrides"] = list(overrides)
     return params
+
+
+def select_notebooks(notebooks: Sequence[Path], only: Sequence[str]) -> list[Path]:
+    """The notebooks whose path contains one of ``only`` (all when empty); a key that matches none is an error."""
+    unmatched = [key for key in only if not any(key in str(nb) for nb in notebooks)]
+    if unmatched:
+        raise ItrlibError(f"--only {', '.join(map(repr, unmatched))}: no notebook path contains it; notebooks: "
+                          f"{', '.join(map(str, notebooks))}")
+    return [nb for nb in notebooks if not only or any(key in str(nb) for key in only)]
 
 
 def run_notebooks(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
@@ -96,11 +108,12 @@ def run_notebooks(profile: str, *, data_root: str | None = None, bert_path: str 
     import papermill
 
     root = Path(root or find_project_root())
-    params = notebook_parameters(profile, data_root=data_root, bert_path=bert_path, overrides=overrides)
-    notebooks = [nb for nb in project_notebooks(root) if not only or any(key in str(nb) for key in only)]
-    if not notebooks:
-        raise ItrlibError(f"no notebook path contains any of {list(only)}; notebooks: "
-                          f"{', '.join(map(str, project_notebooks(root)))}")
+    loose = [item for item in overrides if "=" not in item]
+    if loose:
+        raise ConfigError(f"override {loose[0]!r} is not of the form section.key=value (several notebooks: repeat "
+                          "--only or separate its values with commas, e.g. --only afa/02,user/03)")
+    params = notebook_parameters(profile, data_root=data_root, bert_path=bert_path, overrides=overrides, root=root)
+    notebooks = select_notebooks(project_notebooks(root), only)
     out_dir = root / get_profile(profile).notebooks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault(PROGRESS_ENV, "lines")  # inherited by the kernels

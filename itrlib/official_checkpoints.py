@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,13 @@ import torch
 
 from itrlib.config import RunConfig, load_config, preset_path
 from itrlib.data.text import Tokenizer
+from itrlib.engine.checkpoint import BEST, LAST
 from itrlib.errors import ConfigError, ItrlibError
 
 ARCHS = ("user", "vse")
 PRESETS = {"vse": "baseline_f30k", "user": "user_f30k"}
+RUN_CHECKPOINTS = {BEST: "best", LAST: "last"}
+"""Checkpoint file names of a suite run folder -> the ``eval --run --checkpoint`` value that reads them."""
 BERT_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 """Deterministic BERT buffers that transformers versions save or not: never required from either side."""
 
@@ -192,10 +196,19 @@ def _check_opt(opt: object) -> None:
 
 
 def read_official_checkpoint(path: str | Path) -> dict:
-    """``torch.load`` an official checkpoint on the CPU, allowing the argparse Namespace of its "opt" entry."""
+    """``torch.load`` an official checkpoint on the CPU, allowing the argparse Namespace of its "opt" entry.
+
+    A checkpoint of a suite run (``best.pt``/``last.pt`` of a run folder) is refused with the ``eval --run``
+    command that evaluates it.
+    """
+    from itrlib.engine.components import CONFIG_FILE
+
     path = Path(path)
     if not path.is_file():
         raise ItrlibError(f"official checkpoint {path} does not exist")
+    in_run_folder = (path.parent / CONFIG_FILE).is_file()
+    if path.name in RUN_CHECKPOINTS and in_run_folder:
+        raise _suite_checkpoint_error(path, in_run_folder)
     safe = [argparse.Namespace]
     try:
         import numpy as np
@@ -208,7 +221,27 @@ def read_official_checkpoint(path: str | Path) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ItrlibError(f"could not read {path} as a torch checkpoint of tensors and plain options: {exc}") from exc
+    if isinstance(state, dict) and "feature_dim" in state:
+        raise _suite_checkpoint_error(path, in_run_folder)
     return state if isinstance(state, dict) and "model" in state else {"model": state}
+
+
+def _suite_checkpoint_error(path: Path, in_run_folder: bool) -> ItrlibError:
+    """The error for a checkpoint written by the suite's trainer given where an official one is expected."""
+    folder = path.parent if in_run_folder else "RUN_FOLDER"
+    which = RUN_CHECKPOINTS.get(path.name, "best")
+    return ItrlibError(f"{path} is a checkpoint of an itrlib run, not an official USER/VSE-infinity checkpoint: "
+                       f"evaluate {'its' if in_run_folder else 'the'} run folder with `python -m itrlib eval --run "
+                       f"{folder} --checkpoint {which} --protocol ...` (--arch is for the authors' released files)")
+
+
+@contextmanager
+def _naming(path: str | Path) -> Iterator[None]:
+    """Prefix the checkpoint's path to an ItrlibError raised about its content."""
+    try:
+        yield
+    except ItrlibError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
 
 
 def load_official_model(arch: str, official: object, *, bert_path: str | Path, feature_dim: int,
@@ -266,18 +299,22 @@ def evaluate_official_checkpoint(path: str | Path, arch: str, protocols: list[st
     from itrlib.devices import resolve_device
     from itrlib.engine.components import LoadedRun
     from itrlib.evaluation.protocols import get_protocol
-    from itrlib.io import atomic_write_json
+    from itrlib.io import atomic_write_json, check_writable
     from itrlib.progress import say
     from itrlib.runs import eval_line, evaluate_loaded
 
     _check_arch(arch)
+    target = resolve_device(device, "--device")
+    if out is not None:
+        check_writable(out, "evaluation results")
     official = read_official_checkpoint(path)
     specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
     if split:
         specs = [dataclasses.replace(spec, split=split) for spec in specs]
-    config = official_config(arch, convert_state_dict(arch, official), data_root=data_root, bert_path=bert_path,
-                             opt=official.get("opt"))
-    target = resolve_device(device, "--device")
+    with _naming(path):
+        _check_opt(official.get("opt"))
+        config = official_config(arch, convert_state_dict(arch, official), data_root=data_root,
+                                 bert_path=bert_path, opt=official.get("opt"))
     run: LoadedRun | None = None
     results: dict[str, dict] = {}
     for split_name in dict.fromkeys(spec.split for spec in specs):
@@ -302,5 +339,5 @@ def evaluate_official_checkpoint(path: str | Path, arch: str, protocols: list[st
             say(eval_line(path, result), progress)
     results = {p: results[p] for p in protocols}
     if out is not None:
-        atomic_write_json(out, results)
+        atomic_write_json(out, results, "evaluation results")
     return results

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from itrlib.config import RunConfig, load_config
+from itrlib.config import RunConfig, list_presets, load_config
 from itrlib.errors import ConfigError, DataError
 from itrlib.evaluation.protocols import PROTOCOLS
 from itrlib.io import atomic_write_text
@@ -91,11 +92,52 @@ def run_config(method: str, profile: str, *, name: str | None = None, data_root:
     return load_config(f"{method}_{profile}", [*extra, *(overrides or [])])
 
 
-def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
-    """Build the embedded dataset at ``config.data.root`` if this profile uses one and it is missing.
+def default_data_root(profile: str) -> Path:
+    """The ``data.root`` of the profile's presets (``baseline_<profile>``; the other methods' presets inherit it)."""
+    return Path(load_config(f"baseline_{profile}").data.root)
 
-    An embedded dataset written by another generator version is a :class:`DataError` that says what changed
-    and how to rebuild it (rebuilding is not automatic: the old files may be what earlier runs used)."""
+
+def check_data_folder(root: str | Path, profile: str) -> None:
+    """A :class:`DataError` naming ``root`` if it is not an existing folder, saying what belongs there (nothing is
+    created: only :func:`ensure_data` builds the profile's own default synthetic folder)."""
+    root = Path(root).expanduser()
+    if root.is_dir():
+        return
+    spec = get_profile(profile)
+    problem = "is not a folder" if root.exists() else "does not exist (nothing was created)"
+    build = (f"; or build the synthetic dataset there first: python -m itrlib data synth --out {root} --size "
+             f"{spec.synth_size} (without a data folder the {profile} profile uses {default_data_root(profile)}, "
+             "built when missing)" if spec.synthetic else "")
+    raise DataError(f"data folder {root} {problem}: name the folder holding the precomp features "
+                    f"({{split}}_ims.npy, {{split}}_caps.txt, {{split}}_ids.txt, or a precomp/ folder of them){build}")
+
+
+def check_overrides(profile: str, overrides: Sequence[str]) -> None:
+    """Raise the :class:`ConfigError` of an override that no preset of ``profile`` accepts (a misspelt key, a
+    bad value) before anything runs. A model key needs one method's preset only: the notebooks of the others
+    fail on it when they run."""
+    presets = sorted((name for name in list_presets() if name.endswith(f"_{profile}")),
+                     key=lambda name: not name.startswith("baseline_"))
+    for override in overrides:
+        errors = []
+        for preset in presets:
+            try:
+                load_config(preset, [override])
+                break
+            except ConfigError as exc:
+                errors.append(exc)
+        else:
+            raise errors[0]
+
+
+def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
+    """Build the embedded dataset at ``config.data.root`` if this profile uses one, the folder is the profile's
+    default (:func:`default_data_root`) and it is missing.
+
+    A data folder named by the user that does not exist is a :class:`DataError` (never created or filled with
+    synthetic data); one that exists without a dataset card is read as the user's precomp features. An embedded
+    dataset written by another generator version is a :class:`DataError` that says what changed and how to
+    rebuild it (rebuilding is not automatic: the old files may be what earlier runs used)."""
     from itrlib.data.synth import GENERATOR_CHANGES, GENERATOR_VERSION, write_synthetic
 
     spec = get_profile(profile)
@@ -104,7 +146,10 @@ def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
     if not spec.synthetic:
         return root
     if not card.is_file():
-        write_synthetic(root, size=spec.synth_size, progress=progress)
+        if root.resolve() == default_data_root(profile).resolve():
+            write_synthetic(root, size=spec.synth_size, progress=progress)
+        else:
+            check_data_folder(root, profile)
         return root
     found = json.loads(card.read_text(encoding="utf-8")).get("generator_version")
     if found != GENERATOR_VERSION:

@@ -1,17 +1,37 @@
-"""Notebook regression check: the smoke rSum lines the nbval-checked cells print, and their expected values.
+"""Notebook regression check: the smoke values the notebooks measure, their expected values and tolerances.
 
-Each notebook ends with a cell marked ``# NBVAL_CHECK_OUTPUT`` that prints :func:`smoke_summary` of its
-results. ``make notebook-tests`` re-executes the notebooks under the smoke profile and nbval compares the
-printed lines with the committed outputs exactly, so a change that moves a smoke rSum fails ``make test``.
-``make refresh-notebook-outputs`` re-executes them and writes the checked outputs back
-(:func:`refresh_outputs`); :func:`expected_from_notebook` and :func:`compare` do the check from Python.
+Each notebook ends with two cells. A cell marked ``# REGRESSION_MEASURED`` prints the measured smoke values
+(:func:`smoke_summary`, :func:`loss_summary`): ``<name> <value>`` lines such as ``VSE∞ f30k1k rSum 321.0``.
+The last cell, marked ``# NBVAL_CHECK_OUTPUT``, prints :func:`check_summary` of them: one verdict per value,
+``VSE∞ f30k1k rSum within ±4.0 of 321.0: ok``, against ``notebooks/regression/expected.csv``. ``make
+notebook-tests`` re-executes the notebooks under the smoke profile and nbval compares the verdict lines
+exactly, so a value outside its tolerance fails ``make test`` on any machine, while float noise within the
+tolerance passes.
+
+The tolerances come from measurement (:func:`tolerances`): the smoke notebooks are run under several float
+environments of one machine (:data:`FLOAT_ENVIRONMENTS`: torch's kernel dispatch, thread count, numpy's
+dispatch), and each value's tolerance is :data:`TOLERANCE_MARGIN` times its largest deviation from the
+reference environment, at least its kind's floor (:data:`KINDS`). ``python -m itrlib.regression
+measure-spread`` (``make measure-tolerances``) does all of it and writes ``expected.csv`` and its
+``README.md`` (the spread per value and environment, and how it was measured). ``make
+refresh-notebook-outputs`` re-executes the notebooks, writes the new expected values (tolerances kept) and the
+checked outputs (:func:`refresh_outputs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import math
+import os
+import platform
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,28 +41,75 @@ if TYPE_CHECKING:
     import nbformat
 
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+MEASURED_MARKER = "# REGRESSION_MEASURED"
+EXPECTED_FILE = Path("notebooks/regression/expected.csv")
+"""Expected smoke values and tolerances, relative to the project root (one row per checked value)."""
 RSUM_DECIMALS = 1
-"""Printed precision: float noise in the last digits never shows (smoke rSums are multiples of 0.1 anyway)."""
-_LINE = re.compile(r"^(?P<method>.+) (?P<protocol>\S+) rSum (?P<rsum>-?\d+(?:\.\d+)?)$")
-
-Key = tuple[str, str]
-"""(method label, protocol)."""
+"""Printed precision of an rSum (smoke rSums are multiples of 0.1 anyway)."""
+LOSS_DIGITS = 4
+"""Significant digits of a printed training loss."""
 
 
-def rsum_by_method(results_by_method: Mapping[object, Mapping[str, dict]]) -> dict[Key, float]:
-    """``{(method, protocol): rSum}`` of ``{method: {protocol: eval result}}``, rounded as printed."""
-    return {(str(method), protocol): round(result["metrics"]["rsum"], RSUM_DECIMALS)
+@dataclass(frozen=True)
+class Kind:
+    """A kind of checked value: the name's ending, how values print, and the smallest tolerance."""
+
+    suffix: str
+    value_format: str
+    tolerance_floor: float
+    """Smallest tolerance: an rSum moves in steps of 100 / (test images) per flipped i2t query (2.5 among the
+    smoke profile's 40 f30k1k test images, 2.0 on coco1k's folds of 10), a loss in its 4th significant digit."""
+
+
+KINDS = (Kind(" rSum", f".{RSUM_DECIMALS}f", 2.5), Kind(" last-epoch loss", f".{LOSS_DIGITS}g", 0.002))
+TOLERANCE_MARGIN = 2.0
+"""Tolerance = this factor times the largest deviation of a value from the reference environment."""
+FLOAT_ENVIRONMENTS: dict[str, dict[str, str]] = {
+    "native": {},
+    "aten-default-1-thread": {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
+    "aten-avx2-1-thread": {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "1"},
+    "aten-default-numpy-baseline": {"ATEN_CPU_CAPABILITY": "default",
+                                    "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
+}
+"""Float environments of one machine whose spread sets the tolerances; ``native`` (the machine's defaults)
+is the reference. AVX-512 rows are added where the CPU has it (:func:`float_environments`)."""
+_QUANTITY = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss)) (?P<value>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)$")
+_VERDICT = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss))(?: within ±\S+ of \S+: |: no expected value ).*$")
+
+
+def _kind(name: str) -> Kind:
+    kind = next((kind for kind in KINDS if name.endswith(kind.suffix)), None)
+    if kind is None:
+        raise ItrlibError(f"checked value {name!r}: its name must end with one of "
+                          f"{[kind.suffix.strip() for kind in KINDS]}")
+    return kind
+
+
+def format_value(name: str, value: float) -> str:
+    """``value`` as printed for a checked value called ``name`` (rSum one decimal, loss 4 digits)."""
+    return f"{value:{_kind(name).value_format}}"
+
+
+def quantity_lines(values: Mapping[str, float]) -> str:
+    """``<name> <value>`` lines, e.g. ``VSE∞ f30k1k rSum 321.0`` (what the measured cells print)."""
+    return "\n".join(f"{name} {format_value(name, value)}" for name, value in values.items())
+
+
+def parse_quantities(text: str) -> dict[str, float]:
+    """``{name: value}`` of the ``<name> <value>`` lines in ``text`` (other lines are ignored)."""
+    matches = (_QUANTITY.match(line) for line in text.splitlines())
+    return {m["name"]: float(m["value"]) for m in matches if m}
+
+
+def rsum_values(results_by_method: Mapping[object, Mapping[str, dict]]) -> dict[str, float]:
+    """``{"<method> <protocol> rSum": rSum}`` of ``{method: {protocol: eval result}}``, rounded as printed."""
+    return {f"{method} {protocol} rSum": round(result["metrics"]["rsum"], RSUM_DECIMALS)
             for method, by_protocol in results_by_method.items() for protocol, result in by_protocol.items()}
 
 
 def smoke_summary(results_by_method: Mapping[object, Mapping[str, dict]]) -> str:
-    """One line per method and protocol, e.g. ``VSE∞ f30k1k rSum 231.5`` (what the checked cells print)."""
-    return "\n".join(f"{method} {protocol} rSum {rsum:.{RSUM_DECIMALS}f}"
-                     for (method, protocol), rsum in rsum_by_method(results_by_method).items())
-
-
-LOSS_DIGITS = 4
-"""Significant digits of :func:`loss_summary`: run-to-run float noise (~1e-6 relative) never shows."""
+    """One line per method and protocol, e.g. ``VSE∞ f30k1k rSum 231.5``."""
+    return quantity_lines(rsum_values(results_by_method))
 
 
 def last_epoch_loss(run_dir: str | Path) -> float:
@@ -57,24 +124,112 @@ def last_epoch_loss(run_dir: str | Path) -> float:
     return sum(losses) / len(losses)
 
 
+def loss_values(results_by_method: Mapping[object, Mapping[str, dict]]) -> dict[str, float]:
+    """``{"<method> last-epoch loss": loss}``, read from the run folder of each method's results."""
+    return {f"{method} last-epoch loss": _rounded_loss(last_epoch_loss(next(iter(by_protocol.values()))["run"]))
+            for method, by_protocol in results_by_method.items()}
+
+
+def _rounded_loss(loss: float) -> float:
+    return float(f"{loss:.{LOSS_DIGITS}g}")
+
+
 def loss_summary(results_by_method: Mapping[object, Mapping[str, dict]]) -> str:
-    """One line per method, e.g. ``USER (SGE) last-epoch loss -7.329``, read from each result's run folder.
+    """One line per method, e.g. ``USER (SGE) last-epoch loss -7.329``.
 
     For models that stay near chance under the smoke budget (USER: its UTO loss pulls every pair into the
-    band below the margin first, docs/PAPER_DIFFERENCES.md section 3): their scores are near-ties, so the
-    smoke rSum moves with last-bit float differences between processes (seen: 63.5 and 64.0 for one run in
-    two clones), while the training loss agrees to about 1e-6 and still moves with any change to the model,
-    the loss or the data.
+    band below the margin first, docs/PAPER_DIFFERENCES.md section 3): their scores are near-ties, so their
+    smoke rSum moves by whole queries between float environments, while the training loss agrees closely and
+    still moves with any change to the model, the loss or the data.
     """
-    return "\n".join(f"{method} last-epoch loss "
-                     f"{last_epoch_loss(next(iter(by_protocol.values()))['run']):.{LOSS_DIGITS}g}"
-                     for method, by_protocol in results_by_method.items())
+    return quantity_lines(loss_values(results_by_method))
 
 
-def parse_summary(text: str) -> dict[Key, float]:
-    """The ``{(method, protocol): rSum}`` of the summary lines in ``text`` (other lines are ignored)."""
-    matches = (_LINE.match(line) for line in text.splitlines())
-    return {(m["method"], m["protocol"]): float(m["rsum"]) for m in matches if m}
+@dataclass(frozen=True)
+class Expected:
+    """One checked value: its expected value, tolerance, and the range measured across float environments."""
+
+    value: float
+    tolerance: float
+    low: float | None = None
+    high: float | None = None
+    environments: int = 0
+    """Float environments measured (0: the tolerance is the kind's floor, not measured yet)."""
+
+    def holds(self, measured: float) -> bool:
+        # a hair of slack: both sides are printed decimals, and 321.0 - 319.0 need not be exactly 2.0
+        return math.isfinite(measured) and abs(measured - self.value) <= self.tolerance * (1 + 1e-9)
+
+
+_COLUMNS = ("quantity", "expected", "tolerance", "low", "high", "environments")
+
+
+def expected_path(root: str | Path | None = None) -> Path:
+    """``notebooks/regression/expected.csv`` of the project at ``root`` (default: the project root)."""
+    from itrlib.notebook import find_project_root
+
+    return Path(root or find_project_root()) / EXPECTED_FILE
+
+
+def read_expected(path: str | Path | None = None) -> dict[str, Expected]:
+    """``{name: Expected}`` from the expected-values file (default: the project's)."""
+    path = Path(path) if path else expected_path()
+    if not path.is_file():
+        raise ItrlibError(f"{path}: no expected smoke values (make measure-tolerances writes them)")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and set(rows[0]) != set(_COLUMNS):
+        raise ItrlibError(f"{path}: columns {sorted(rows[0])}, expected {list(_COLUMNS)}")
+    return {row["quantity"]: Expected(float(row["expected"]), float(row["tolerance"]),
+                                      float(row["low"]) if row["low"] else None,
+                                      float(row["high"]) if row["high"] else None, int(row["environments"]))
+            for row in rows}
+
+
+def write_expected(expected: Mapping[str, Expected], path: str | Path | None = None) -> Path:
+    """Write ``expected`` (sorted by name) as the expected-values CSV, atomically."""
+    from itrlib.io import atomic_write_text
+
+    path = Path(path) if path else expected_path()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_COLUMNS)
+    for name in sorted(expected):
+        e = expected[name]
+        writer.writerow([name, format_value(name, e.value), f"{e.tolerance:.6g}",
+                         "" if e.low is None else format_value(name, e.low),
+                         "" if e.high is None else format_value(name, e.high), e.environments])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buffer.getvalue())
+    return path
+
+
+def verdict(name: str, measured: float | None, expected: Expected | None) -> str:
+    """One checked line: ``<name> within ±<tolerance> of <expected>: ok`` or ``...: FAILED, measured <v>``."""
+    if expected is None:
+        return f"{name}: no expected value in {EXPECTED_FILE} (make refresh-notebook-outputs)"
+    head = (f"{name} within ±{format_value(name, expected.tolerance)} of "
+            f"{format_value(name, expected.value)}")
+    if measured is None:
+        return f"{head}: FAILED, not measured"
+    return f"{head}: ok" if expected.holds(measured) else f"{head}: FAILED, measured {format_value(name, measured)}"
+
+
+def check_summary(measured_text: str, profile: str, expected: Mapping[str, Expected] | None = None) -> str:
+    """What a checked cell prints: one :func:`verdict` per value of ``measured_text`` (the measured cell's
+    lines) against the expected smoke values; under another profile, one line saying there is no check."""
+    if profile != "smoke":
+        return f"regression check: smoke profile only (this run: {profile}; the values above are not checked)"
+    expected = read_expected() if expected is None else expected
+    return "\n".join(verdict(name, value, expected.get(name))
+                     for name, value in parse_quantities(measured_text).items())
+
+
+def failures(measured: Mapping[str, float], expected: Mapping[str, Expected]) -> list[str]:
+    """The verdicts of ``measured`` that are not ``ok`` (values of ``expected`` that were not measured are
+    not failures here: a notebook checks only its own values)."""
+    lines = (verdict(name, value, expected.get(name)) for name, value in measured.items())
+    return [line for line in lines if not line.endswith(": ok")]
 
 
 def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
@@ -90,36 +245,51 @@ def is_checked(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and CHECK_MARKER in cell.source
 
 
-def expected_from_notebook(path: str | Path) -> dict[Key, float]:
-    """The rSums committed in the stdout of the notebook's checked cells: ``{(method, protocol): rSum}``."""
+def is_measured(cell: nbformat.NotebookNode) -> bool:
+    """Whether this cell prints the measured smoke values (a code cell marked ``# REGRESSION_MEASURED``)."""
+    return cell.cell_type == "code" and MEASURED_MARKER in cell.source
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(output.get("text", "") for output in cell.get("outputs", [])
+                   if output.output_type == "stream" and output.name == "stdout")
+
+
+def measured_in_notebook(path: str | Path) -> dict[str, float]:
+    """``{name: value}`` printed by the measured cells of an executed notebook."""
     notebook = _read_notebook(path)
-    text = "".join(output.get("text", "") for cell in notebook.cells if is_checked(cell)
-                   for output in cell.outputs if output.output_type == "stream" and output.name == "stdout")
-    return parse_summary(text)
+    return parse_quantities("".join(_stdout(cell) for cell in notebook.cells if is_measured(cell)))
 
 
-def compare(measured: Mapping[Key, float], expected: Mapping[Key, float], tolerance: float = 0.0) -> list[str]:
-    """One line per difference larger than ``tolerance`` (or a value on one side only); ``[]`` if none."""
-    differences = []
-    for key in [*expected, *(key for key in measured if key not in expected)]:
-        label = " ".join(key)
-        if key not in measured:
-            differences.append(f"{label}: not measured (expected rSum {expected[key]:.1f})")
-        elif key not in expected:
-            differences.append(f"{label}: rSum {measured[key]:.1f} has no expected value")
-        elif abs(measured[key] - expected[key]) > tolerance:
-            differences.append(f"{label}: rSum {measured[key]:.1f}, expected {expected[key]:.1f} "
-                               f"({measured[key] - expected[key]:+.1f})")
-    return differences
+def _refresh_verdicts(text: str, expected: Mapping[str, Expected]) -> str:
+    """``text`` with each verdict line rewritten as it reads when its value is the expected one (``ok``)."""
+    def line(text_line: str) -> str:
+        match = _VERDICT.match(text_line)
+        if not match or match["name"] not in expected:
+            return text_line
+        e = expected[match["name"]]
+        return verdict(match["name"], e.value, e)
+
+    return "".join(line(part.rstrip("\n")) + ("\n" if part.endswith("\n") else "")
+                   for part in text.splitlines(keepends=True))
 
 
-def refresh_outputs(executed: str | Path, committed: str | Path) -> None:
-    """Write the outputs and execution counts of the checked cells of ``executed`` (a papermill run of
-    ``committed``) into ``committed``; nbval needs both. Cells are matched by id, so papermill's
-    injected-parameters cell and metadata stay out; every other cell keeps no output and no count."""
+def refresh_outputs(executed: str | Path, committed: str | Path, expected_file: str | Path | None = None
+                    ) -> dict[str, float]:
+    """Take the expected values of ``committed`` from ``executed`` (a papermill run of it under the smoke
+    profile): the measured values go into the expected-values file (tolerances kept; a new value gets its
+    kind's floor), and the outputs and counts of the checked cells go into ``committed`` with their verdicts
+    as they now read (``ok``). Cells are matched by id, so papermill's injected cell and metadata stay out;
+    every other cell keeps no output and no count. Returns the measured values."""
     import nbformat
 
     run = {cell.id: cell for cell in _read_notebook(executed).cells}
+    measured = parse_quantities("".join(_stdout(cell) for cell in run.values() if is_measured(cell)))
+    expected = read_expected(expected_file) if Path(expected_file or expected_path()).is_file() else {}
+    for name, value in measured.items():
+        old = expected.get(name)
+        expected[name] = (Expected(value, _kind(name).tolerance_floor) if old is None
+                          else Expected(value, old.tolerance, old.low, old.high, old.environments))
     notebook = _read_notebook(committed)
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -130,7 +300,12 @@ def refresh_outputs(executed: str | Path, committed: str | Path) -> None:
         checked = is_checked(cell)
         cell.outputs = source.outputs if checked else []
         cell.execution_count = source.execution_count if checked else None
+        for output in cell.outputs:
+            if output.output_type == "stream" and output.name == "stdout":
+                output.text = _refresh_verdicts(output.text, expected)
+    write_expected(expected, expected_file)
     nbformat.write(notebook, committed)
+    return measured
 
 
 def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]:
@@ -152,24 +327,177 @@ def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]
     return written
 
 
+# ---- tolerances from the spread across float environments ----
+
+def float_environments(cpu_flags: str | None = None) -> dict[str, dict[str, str]]:
+    """:data:`FLOAT_ENVIRONMENTS`, plus torch's AVX-512 dispatch with one thread where the CPU has AVX-512
+    (``cpu_flags``: the flags line of /proc/cpuinfo; read from there by default)."""
+    if cpu_flags is None:
+        cpuinfo = Path("/proc/cpuinfo")
+        cpu_flags = cpuinfo.read_text(encoding="utf-8") if cpuinfo.is_file() else ""
+    environments = dict(FLOAT_ENVIRONMENTS)
+    if "avx512f" in cpu_flags.split():
+        environments["aten-avx512-1-thread"] = {"ATEN_CPU_CAPABILITY": "avx512", "OMP_NUM_THREADS": "1"}
+    return environments
+
+
+def tolerances(measured_by_environment: Mapping[str, Mapping[str, float]], reference: str = "native"
+               ) -> dict[str, Expected]:
+    """``{name: Expected}`` from the values measured in each float environment: the expected value is the
+    ``reference`` environment's, the tolerance :data:`TOLERANCE_MARGIN` times the largest deviation from it
+    (at least the kind's floor), rounded up to the printed precision."""
+    if reference not in measured_by_environment:
+        raise ItrlibError(f"no measurements of the reference environment {reference!r}")
+    expected = {}
+    for name, value in measured_by_environment[reference].items():
+        values = [by_name[name] for by_name in measured_by_environment.values() if name in by_name]
+        deviation = max(abs(v - value) for v in values)
+        kind = _kind(name)
+        tolerance = max(kind.tolerance_floor, TOLERANCE_MARGIN * deviation)
+        step = 10 ** -RSUM_DECIMALS if kind.suffix == " rSum" else 10 ** (math.floor(math.log10(tolerance)) - 1)
+        tolerance = math.ceil(round(tolerance / step, 6)) * step
+        expected[name] = Expected(value, float(f"{tolerance:.6g}"), min(values), max(values), len(values))
+    return expected
+
+
+def spread_table(measured_by_environment: Mapping[str, Mapping[str, float]], expected: Mapping[str, Expected]
+                 ) -> str:
+    """Markdown table: each checked value in every environment, its range, tolerance and catch margin."""
+    environments = list(measured_by_environment)
+    lines = ["| value | " + " | ".join(environments) + " | spread | tolerance |",
+             "|---|" + "---:|" * (len(environments) + 2)]
+    for name in sorted(expected):
+        e = expected[name]
+        cells = [format_value(name, measured_by_environment[env][name]) if name in measured_by_environment[env]
+                 else "–" for env in environments]
+        spread = "" if e.low is None else format_value(name, e.high - e.low)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} | ±{format_value(name, e.tolerance)} |")
+    return "\n".join(lines)
+
+
+def write_spread_report(measured_by_environment: Mapping[str, Mapping[str, float]],
+                        environments: Mapping[str, Mapping[str, str]], expected: Mapping[str, Expected],
+                        path: str | Path, note: str = "") -> Path:
+    """``README.md`` beside the expected values: how they were measured (``note``: anything else a reader
+    should know about this measurement), the rule, and the spread table."""
+    from itrlib.io import atomic_write_text
+
+    extra = f"\n{note}\n" if note else ""
+    described = "\n".join(f"- `{name}`: " + (" ".join(f"{k}={v}" for k, v in env.items()) or "the machine's defaults")
+                          for name, env in environments.items())
+    text = f"""# Expected smoke values and their tolerances
+
+Written by `make measure-tolerances` (`python -m itrlib.regression measure-spread`); `expected.csv` is what
+the notebooks' checked cells compare with (`make test`). Do not edit by hand: `make
+refresh-notebook-outputs` updates the expected values after a change meant to move them (tolerances kept),
+`make measure-tolerances` re-measures the tolerances.
+
+## How the tolerances were measured
+Every notebook was executed from scratch under the smoke profile in each float environment below, on one
+machine ({platform.machine()}, {_cpu_name()}, {os.cpu_count()} CPUs). The expected value is the one of
+`native`; a value's tolerance is {TOLERANCE_MARGIN:g} × its largest deviation from it across the
+environments, at least {KINDS[0].tolerance_floor:g} for an rSum (one flipped i2t query among the smoke
+profile's 40 f30k1k test images moves an rSum by 2.5) and {KINDS[1].tolerance_floor:g} for a training loss, rounded
+up to the printed precision.
+
+{described}
+{extra}
+## Measured values
+{spread_table(measured_by_environment, expected)}
+"""
+    atomic_write_text(path, text)
+    return Path(path)
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def measured_in_folder(folder: str | Path) -> dict[str, float]:
+    """Every measured value of the executed notebooks in ``folder`` (one float environment's run)."""
+    values: dict[str, float] = {}
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        values |= measured_in_notebook(path)
+    return values
+
+
+def record_tolerances(folders: Mapping[str, str | Path], environments: Mapping[str, Mapping[str, str]],
+                      expected_file: str | Path | None = None) -> dict[str, Expected]:
+    """Tolerances from the executed notebooks of each environment (``{environment: folder}``), written to the
+    expected-values file and its README."""
+    measured = {name: measured_in_folder(folder) for name, folder in folders.items()}
+    expected = tolerances(measured)
+    path = write_expected(expected, expected_file)
+    write_spread_report(measured, environments, expected, path.parent / "README.md")
+    return expected
+
+
+def measure_spread(out_dir: str | Path, environments: Mapping[str, Mapping[str, str]] | None = None
+                   ) -> dict[str, Expected]:
+    """Run every notebook under the smoke profile once per float environment (from scratch: the smoke runs
+    are removed before each), keep each environment's executed notebooks in ``out_dir/<environment>``, then
+    :func:`record_tolerances`. Takes as long as ``make notebook-tests`` per environment."""
+    from itrlib.notebook import find_project_root
+
+    root, out_dir = find_project_root(), Path(out_dir)
+    environments = float_environments() if environments is None else environments
+    smoke = root / "outputs" / "smoke"
+    folders = {}
+    for name, variables in environments.items():
+        shutil.rmtree(smoke, ignore_errors=True)
+        print(f"float environment {name}: {' '.join(f'{k}={v}' for k, v in variables.items()) or 'defaults'}",
+              flush=True)
+        command = [sys.executable, "-m", "itrlib", "notebooks", "--profile", "smoke"]
+        if subprocess.run(command, cwd=root, env=os.environ | dict(variables), check=False).returncode:
+            raise ItrlibError(f"the smoke notebooks failed under float environment {name}")
+        folders[name] = out_dir / name
+        shutil.rmtree(folders[name], ignore_errors=True)
+        shutil.copytree(smoke / "notebooks", folders[name])
+    return record_tolerances(folders, environments)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m itrlib.regression refresh-outputs EXECUTED COMMITTED`` and ``prepare OUT_DIR`` (used by the
-    Makefile)."""
+    """``python -m itrlib.regression {prepare,refresh-outputs,tolerances,measure-spread}`` (the Makefile's)."""
     parser = argparse.ArgumentParser(prog="python -m itrlib.regression", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    refresh = commands.add_parser("refresh-outputs", help="copy the checked cells' outputs of an executed notebook")
-    refresh.add_argument("executed", type=Path)
-    refresh.add_argument("committed", type=Path)
     prepare = commands.add_parser("prepare", help="write every notebook with the profile's parameters injected")
     prepare.add_argument("out_dir", type=Path)
     prepare.add_argument("--profile", default="smoke", help="parameter injected into every notebook (default: smoke)")
+    refresh = commands.add_parser("refresh-outputs",
+                                  help="take the expected values and checked outputs from an executed notebook")
+    refresh.add_argument("executed", type=Path)
+    refresh.add_argument("committed", type=Path)
+    measure = commands.add_parser("measure-spread", help="run the smoke notebooks under every float environment "
+                                                         "and write the tolerances")
+    measure.add_argument("out_dir", type=Path, help="where each environment's executed notebooks are kept")
+    record = commands.add_parser("tolerances", help="write the tolerances from folders of executed notebooks")
+    record.add_argument("folders", nargs="+", metavar="ENVIRONMENT=FOLDER",
+                        help="one per float environment; the first is the reference")
     args = parser.parse_args(argv)
-    if args.command == "prepare":
-        written = prepare_notebooks(args.out_dir, args.profile)
-        print(f"{len(written)} notebooks prepared in {args.out_dir} (profile={args.profile})")
-        return 0
-    refresh_outputs(args.executed, args.committed)
-    print(f"{args.committed}: checked outputs refreshed from {args.executed}")
+    try:
+        if args.command == "prepare":
+            written = prepare_notebooks(args.out_dir, args.profile)
+            print(f"{len(written)} notebooks prepared in {args.out_dir} (profile={args.profile})")
+        elif args.command == "refresh-outputs":
+            measured = refresh_outputs(args.executed, args.committed)
+            print(f"{args.committed}: {len(measured)} expected values and the checked outputs refreshed "
+                  f"from {args.executed}")
+        elif args.command == "measure-spread":
+            expected = measure_spread(args.out_dir)
+            print(f"{len(expected)} tolerances written to {expected_path()}")
+        else:
+            folders = dict(item.split("=", 1) for item in args.folders)
+            environments = {name: float_environments().get(name, {}) for name in folders}
+            expected = record_tolerances(folders, environments)
+            print(f"{len(expected)} tolerances written to {expected_path()}")
+    except ItrlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -16,7 +16,7 @@ from itrlib.engine.trainer import METRICS_FILE
 from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.evaluate import SplitEvaluation, evaluate_split
 from itrlib.evaluation.protocols import Protocol, get_protocol
-from itrlib.io import atomic_write_json, read_jsonl
+from itrlib.io import atomic_write_json, check_writable, read_jsonl
 from itrlib.progress import say
 from itrlib.scores import file_stamp, load_scores, write_scores
 
@@ -53,6 +53,8 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
         return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties,
                                   progress=progress)
     config = load_run_config(run_dir)
+    if protocols:  # before minutes of evaluation
+        check_writable(eval_path(run_dir, protocols[0]), "evaluation results")
     ties, save_scores = ties or config.eval.ties, save_scores or config.eval.save_scores
     root = data_root or config.data.root
     specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
@@ -83,7 +85,7 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
             source = {**source, "scores_file": path.name}
         for name, result in evaluation.results.items():
             result.update(source)
-            atomic_write_json(eval_path(run_dir, name), result)
+            atomic_write_json(eval_path(run_dir, name), result, "evaluation results")
             results[name] = result
             say(eval_line(run_dir, result), progress)
     return {p: results[p] for p in protocols}
@@ -142,13 +144,15 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     if is_composite(run_dir):
         return composite_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
     run_dir = Path(run_dir)
-    stamp = file_stamp(run_dir / CHECKPOINTS[checkpoint])
-    try:
-        scores, meta = load_scores(run_dir, split)
-        if _fresh(meta, checkpoint, stamp, data_root, dtype="float32"):
-            return scores, meta
-    except DataError:
-        pass
+    checkpoint_path = run_dir / CHECKPOINTS[checkpoint]
+    if checkpoint_path.is_file():  # else load_run says what is missing
+        stamp = file_stamp(checkpoint_path)
+        try:
+            scores, meta = load_scores(run_dir, split)
+            if _fresh(meta, checkpoint, stamp, data_root, dtype="float32"):
+                return scores, meta
+        except DataError:
+            pass
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     root = data_root or run.config.data.root
     data = _open_checked(run, root, split)

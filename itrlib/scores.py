@@ -16,6 +16,9 @@ import torch
 from itrlib.errors import DataError
 from itrlib.io import atomic_save, atomic_write_json
 
+SCORE_FILE_DTYPES = "float16, float32, float64 or an integer type"
+"""The dtypes of score files that can be ranked (integers are ranked exactly, as float64)."""
+
 
 def scores_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / f"scores-{split}.npy"
@@ -38,9 +41,10 @@ def write_scores(run_dir: str | Path, split: str, scores: torch.Tensor | np.ndar
         raise ValueError(f"scores dtype must be float32 or float16, got {dtype!r}")
     array = np.ascontiguousarray(torch.as_tensor(scores).cpu().numpy().astype(dtype))
     path = scores_path(run_dir, split)
-    atomic_save(path, lambda handle: np.save(handle, array))
+    atomic_save(path, lambda handle: np.save(handle, array), "the score matrix")
     atomic_write_json(scores_meta_path(run_dir, split),
-                      {**meta, "split": split, "shape": list(array.shape), "dtype": dtype})
+                      {**meta, "split": split, "shape": list(array.shape), "dtype": dtype},
+                      "the description of the score matrix")
     return path
 
 
@@ -58,7 +62,8 @@ def load_scores(run_dir: str | Path, split: str) -> tuple[np.ndarray, dict]:
 
 
 def read_score_file(path: str | Path) -> np.ndarray:
-    """A score matrix from a ``.npy`` file (any float dtype); DataError for a missing or unreadable file."""
+    """A score matrix from a ``.npy`` file of real numbers (:data:`SCORE_FILE_DTYPES`); DataError for a missing
+    or unreadable file or another dtype (complex, bool, dates, ...)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"score file {path} does not exist")
@@ -66,6 +71,12 @@ def read_score_file(path: str | Path) -> np.ndarray:
         scores = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read as a .npy array ({exc})") from exc
-    if not np.issubdtype(scores.dtype, np.number):
-        raise DataError(f"{path}: expected a numeric matrix, found dtype {scores.dtype}")
+    if not is_real_dtype(scores.dtype):
+        raise DataError(f"{path}: scores of dtype {scores.dtype} cannot be ranked: expected real numbers "
+                        f"({SCORE_FILE_DTYPES})")
     return scores
+
+
+def is_real_dtype(dtype: np.dtype) -> bool:
+    """Whether scores of ``dtype`` can be ranked: a float of at most 64 bits or an integer (not bool)."""
+    return dtype.kind in "iu" or (dtype.kind == "f" and dtype.itemsize <= 8)

@@ -58,7 +58,7 @@ def test_unknown_preset():
     ("train.batch_size=0", r"train\.batch_size must be >= 1, got 0"),
     ("train.epochs=0", r"train\.epochs must be >= 1, got 0"),
     ("train.lr=0", r"train\.lr must be > 0, got 0\.0"),
-    ("train.lr=.nan", r"train\.lr must be > 0, got nan"),
+    ("train.lr=.nan", r"train\.lr must be a finite number, got nan"),
     ("train.weight_decay=-1e-4", r"train\.weight_decay must be >= 0"),
     ("train.lr_decay_factor=0", r"train\.lr_decay_factor must be > 0"),
     ("train.grad_clip=-1", r"train\.grad_clip must be >= 0"),

@@ -1,7 +1,9 @@
 """Qualitative retrieval: ranked examples against a per-query loop, scene sketches, image sources, the
 gallery figures and the retrieval-time projection."""
 
+import dataclasses
 import json
+import types
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -165,3 +167,20 @@ def test_the_query_picker_is_a_widget_in_jupyterlab_and_one_line_in_a_headless_k
     picker = query_picker(draw, [4, 9])
     assert isinstance(picker, ipywidgets.interactive) and drawn == [4]  # the first query drawn at once
     plt.close("all")
+
+
+def test_the_examples_check_recounts_rankings_from_the_scores(scores):
+    from itrlib.studies.mvsen_gallery import Gallery, examples_check
+
+    data = types.SimpleNamespace(caps_per_image=5)
+    gallery = Gallery("test", data=data, images=None, scores={"A": scores, "B": -scores})
+    line = examples_check(gallery, [0, 5], [7, 29])
+    assert line == ("test: image queries [0, 5], caption queries [7, 29]; top-3 and ground-truth ranks of A, B "
+                    "agree with their scores: True")
+
+    class Shuffled(Gallery):  # a ranking that does not follow the scores (e.g. a broken sort)
+        def text_examples(self, images, k=5):
+            examples = super().text_examples(images, k)
+            return {label: [dataclasses.replace(e, top=e.top[::-1]) for e in rows] for label, rows in examples.items()}
+
+    assert examples_check(Shuffled("test", data, None, {"A": scores}), [0], [7]).endswith("False")

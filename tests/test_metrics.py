@@ -1,5 +1,9 @@
 """Fused-pass ranks and recalls against slow, obviously correct per-query loops."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -279,6 +283,25 @@ def test_huge_finite_scores_are_accepted():
     sims[0, :5] = sims[1, 5:] = 3.1e38
     assert retrieval_metrics(sims)[0]["rsum"] == 600.0
     assert retrieval_metrics(sims, backend="torch")[0]["rsum"] == 600.0
+
+
+THREADS_AROUND_FIRST_RANKING = """
+import numpy as np, torch
+from itrlib.evaluation.metrics import retrieval_metrics
+before = torch.get_num_threads()
+retrieval_metrics(np.random.default_rng(0).standard_normal((4, 20)), backend="numba")
+print(before, torch.get_num_threads())
+"""
+
+
+def test_the_first_numba_ranking_leaves_torchs_thread_count_alone():
+    """Numba's OpenMP pool, started by the first ranking of a process, would set the OpenMP thread count it shares
+    with torch to numba's (here 2 against torch's 1; by default every logical CPU against torch's physical
+    cores): later training steps would reduce with other threads than a fresh process (a resumed run) does."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", THREADS_AROUND_FIRST_RANKING], capture_output=True, text=True,
+                          env=env, check=True)
+    assert done.stdout.split() == ["1", "1"], done.stdout
 
 
 def test_chunk_must_be_positive():

@@ -183,7 +183,9 @@ def test_text_matching_ignores_extra_padding_unless_official():
         with torch.no_grad():
             a = head(words, lengths, words.flip(0), lengths.flip(0))
             b = head(longer, lengths, longer.flip(0), lengths.flip(0))
-        assert ((a - b).abs().max() <= 1e-6) == masked
+        # outputs ~1: masked, the two paddings differ by float32 round-off only (other tensor shapes, other
+        # kernels: ~1e-7 here, a few ulps elsewhere); unmasked, the extra padding moves them by ~0.07
+        assert ((a - b).abs().max() <= 1e-5) == masked
 
 
 def test_label_views_follow_their_definitions(tokenizer):

@@ -29,10 +29,11 @@ def test_executed_names_are_flat_and_distinct():
     assert len(set(names)) == len(names)
 
 
-def test_parameters_pass_only_what_is_given_and_check_the_profile():
+def test_parameters_pass_only_what_is_given_and_check_the_profile(tmp_path):
     assert notebook_parameters("embedded") == {"profile": "embedded"}
-    assert notebook_parameters("f30k", data_root="/d", bert_path="/b", overrides=["train.epochs=2"]) == {
-        "profile": "f30k", "data_root": "/d", "bert_path": "/b", "overrides": ["train.epochs=2"]}
+    data = str(tmp_path)
+    assert notebook_parameters("f30k", data_root=data, bert_path="/b", overrides=["train.epochs=2"]) == {
+        "profile": "f30k", "data_root": data, "bert_path": "/b", "overrides": ["train.epochs=2"]}
     with pytest.raises(ConfigError, match="unknown profile 'f30"):
         notebook_parameters("f30")
 
@@ -52,10 +53,11 @@ def test_runner_executes_times_and_keeps_the_log_readable(tmp_path, capfd, monke
     monkeypatch.delenv("ITRLIB_PROGRESS", raising=False)
     _tiny_project(tmp_path, "import os\nfrom itrlib.progress import progress_mode\n"
                             "print('mode', progress_mode(), 'profile', profile, 'data', data_root)")
-    timings = run_notebooks("f30k", data_root="/real/f30k", root=tmp_path)
+    (tmp_path / "real/f30k").mkdir(parents=True)
+    timings = run_notebooks("f30k", data_root="real/f30k", root=tmp_path)  # relative: to the project root
     out, err = capfd.readouterr()
-    assert "mode lines profile f30k data /real/f30k" in out and "second ran" in out
-    assert "[1/2] notebooks/00_first.ipynb (profile=f30k, data_root=/real/f30k) started" in out
+    assert "mode lines profile f30k data real/f30k" in out and "second ran" in out
+    assert "[1/2] notebooks/00_first.ipynb (profile=f30k, data_root=real/f30k) started" in out
     assert "[2/2] notebooks/sub/01_second.ipynb done in" in out and "| total |" in out
     assert "without encryption" not in out + err  # the kernel's start-up warning is not in the log
     executed = tmp_path / "outputs/f30k/notebooks"

@@ -93,3 +93,22 @@ def test_every_nn_tag_counts_lower_cased_and_not_lemmatised():
     """NNS and NNP as well as NN, as the recipe's ``tag.startswith("NN")``; plurals stay plurals."""
     assert caption_nouns(["Two dogs chase the balls near Paris."], load_tagger(), progress=False) == [
         ["dogs", "balls", "paris"]]
+
+
+def _images(path, n_images):
+    np.save(path, np.zeros((n_images, 1, 2), dtype=np.float32))
+
+
+def test_captions_are_checked_against_the_images_also_when_the_labels_are_reused(precomp, capsys):
+    """One label line per image of {split}_ims.npy: a caption file one image short is an error naming both."""
+    _images(precomp / "train_ims.npy", 3)  # train_caps.txt: 10 captions = 2 images
+    assert main(["data", "labels", "--root", str(precomp), "--top", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert f"{precomp / 'train_caps.txt'}: 10 captions for 3 images in {precomp / 'train_ims.npy'}" in err[0]
+    assert not (precomp / "train_label.txt").exists()
+    _images(precomp / "train_ims.npy", 2)
+    write_noun_labels(precomp, top=3, progress=False)
+    _images(precomp / "train_ims.npy", 3)  # same captions and top: the stamp matches
+    with pytest.raises(DataError, match="10 captions for 3 images"):
+        write_noun_labels(precomp, top=3, progress=False)

@@ -1,5 +1,5 @@
-"""The notebooks' regression check: the smoke rSums printed by the nbval-checked cells, their committed values,
-and a broken model that the check catches."""
+"""The notebooks' regression check: measured smoke values, verdicts against the expected values and their
+measured tolerances, the committed checked outputs, and a broken model that the check catches."""
 
 import copy
 import json
@@ -15,50 +15,104 @@ from itrlib.experiments import train_and_evaluate
 from itrlib.losses.triplet import triplet_loss
 from itrlib.profiles import CODE_STAMP, code_fingerprint, get_profile, prepare_run_dir, run_config
 from itrlib.regression import (
-    compare,
-    expected_from_notebook,
+    EXPECTED_FILE,
+    Expected,
+    check_summary,
+    failures,
     is_checked,
-    parse_summary,
+    is_measured,
+    parse_quantities,
+    read_expected,
     refresh_outputs,
-    rsum_by_method,
+    rsum_values,
     smoke_summary,
+    tolerances,
+    verdict,
+    write_expected,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = [ROOT / "notebooks" / name for name in ("00_baseline.ipynb", "afa/01_train_eval.ipynb",
-                                                    "afa/02_ablation.ipynb", "afa/03_topk_sweep.ipynb")]
-BASELINE_NOTEBOOK = NOTEBOOKS[0]
+NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+CHECKED_VALUE_NOTEBOOKS = [path for path in NOTEBOOKS
+                           if any(is_measured(cell) for cell in nbformat.read(path, as_version=4).cells)]
+BASELINE_NOTEBOOK = ROOT / "notebooks" / "00_baseline.ipynb"
 
 
 def _result(rsum: float) -> dict:
     return {"metrics": {"rsum": rsum}}
 
 
-def test_summary_lines_parse_back_to_the_rounded_rsums():
+def test_summary_lines_parse_back_to_the_rounded_values():
     results = {"VSE∞": {"f30k1k": _result(231.4500001), "coco1k": _result(402.0)},
                "AFA (eq. 7 as printed)": {"f30k1k": _result(99.94999)}}
     summary = smoke_summary(results)
     assert summary.splitlines() == ["VSE∞ f30k1k rSum 231.5", "VSE∞ coco1k rSum 402.0",
                                     "AFA (eq. 7 as printed) f30k1k rSum 99.9"]
-    assert parse_summary(f"table files: ['.csv']\n{summary}\nfigure written: True") == rsum_by_method(results)
+    text = f"table files: ['.csv']\n{summary}\nUSER (SGE) last-epoch loss -7.713\nfigure written: True"
+    assert parse_quantities(text) == rsum_values(results) | {"USER (SGE) last-epoch loss": -7.713}
 
 
-def test_compare_reports_differences_beyond_the_tolerance_and_one_sided_values():
-    expected = {("VSE∞", "f30k1k"): 300.0, ("VSE∞", "coco1k"): 450.0, ("AFA", "f30k1k"): 250.0}
-    measured = {("VSE∞", "f30k1k"): 300.4, ("VSE∞", "coco1k"): 420.0, ("AFA", "coco1k"): 1.0}
-    assert compare(measured, expected, tolerance=0.5) == [
-        "VSE∞ coco1k: rSum 420.0, expected 450.0 (-30.0)",
-        "AFA f30k1k: not measured (expected rSum 250.0)",
-        "AFA coco1k: rSum 1.0 has no expected value",
-    ]
-    assert compare(expected, expected) == []
+def test_verdicts_hold_within_the_tolerance_and_fail_outside_it():
+    expected = {"VSE∞ f30k1k rSum": Expected(321.0, 4.0), "USER (SGE) last-epoch loss": Expected(-7.713, 0.002)}
+    assert verdict("VSE∞ f30k1k rSum", 317.0, expected["VSE∞ f30k1k rSum"]) == \
+        "VSE∞ f30k1k rSum within ±4.0 of 321.0: ok"
+    assert verdict("VSE∞ f30k1k rSum", 316.8, expected["VSE∞ f30k1k rSum"]) == \
+        "VSE∞ f30k1k rSum within ±4.0 of 321.0: FAILED, measured 316.8"
+    loss = expected["USER (SGE) last-epoch loss"]
+    assert verdict("USER (SGE) last-epoch loss", -7.716, loss).endswith("FAILED, measured -7.716")
+    assert verdict("VSE∞ f30k1k rSum", float("nan"), expected["VSE∞ f30k1k rSum"]).endswith("FAILED, measured nan")
+    measured = "VSE∞ f30k1k rSum 325.0\nUSER (SGE) last-epoch loss -7.712\nAFA f30k1k rSum 1.0"
+    assert check_summary(measured, "smoke", expected).splitlines() == [
+        "VSE∞ f30k1k rSum within ±4.0 of 321.0: ok",
+        "USER (SGE) last-epoch loss within ±0.002 of -7.713: ok",
+        f"AFA f30k1k rSum: no expected value in {EXPECTED_FILE} (make refresh-notebook-outputs)"]
+    assert failures(parse_quantities(measured), expected) == [
+        f"AFA f30k1k rSum: no expected value in {EXPECTED_FILE} (make refresh-notebook-outputs)"]
+    assert "smoke profile only" in check_summary(measured, "embedded", expected)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_committed_notebooks_hold_expected_smoke_values_and_default_parameters(path):
-    expected = expected_from_notebook(path)
-    assert expected and {protocol for _, protocol in expected} == set(get_profile("smoke").protocols)
+def test_tolerances_are_twice_the_largest_deviation_from_the_reference_at_least_the_floor():
+    measured = {"native": {"A f30k1k rSum": 321.0, "U last-epoch loss": -7.713},
+                "other": {"A f30k1k rSum": 317.0, "U last-epoch loss": -7.7125},
+                "third": {"A f30k1k rSum": 322.2, "U last-epoch loss": -7.713}}
+    expected = tolerances(measured)
+    assert expected["A f30k1k rSum"] == Expected(321.0, 8.0, 317.0, 322.2, 3)
+    assert expected["U last-epoch loss"] == Expected(-7.713, 0.002, -7.713, -7.7125, 3)
+    assert tolerances({"native": {"A f30k1k rSum": 100.0}, "b": {"A f30k1k rSum": 100.4}})[
+        "A f30k1k rSum"].tolerance == 2.5
+    with pytest.raises(ItrlibError, match="reference"):
+        tolerances({"other": {}})
+
+
+def test_the_expected_values_file_round_trips(tmp_path):
+    expected = {"MVSEN t2i f30k1k rSum": Expected(119.5, 6.4, 117.0, 121.4, 4),
+                "test text retrieval, AFA rSum": Expected(3.0, 2.0)}
+    path = write_expected(expected, tmp_path / "expected.csv")
+    assert read_expected(path) == expected
+    with pytest.raises(ItrlibError, match="no expected smoke values"):
+        read_expected(tmp_path / "missing.csv")
+
+
+def test_every_rsum_tolerance_catches_a_ten_point_drop_and_every_value_was_measured():
+    expected = read_expected(ROOT / EXPECTED_FILE)
+    for name, e in expected.items():
+        assert e.environments >= 4, f"{name}: tolerance not measured across float environments"
+        if name.endswith(" rSum"):
+            assert e.tolerance < 10.0, name
+            assert verdict(name, e.value - 10.0, e).endswith("FAILED, measured " + f"{e.value - 10.0:.1f}")
+
+
+@pytest.mark.parametrize("path", CHECKED_VALUE_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_notebooks_hold_ok_verdicts_for_expected_values_and_default_parameters(path):
+    expected = read_expected(ROOT / EXPECTED_FILE)
     notebook = nbformat.read(path, as_version=4)
+    checked = [cell for cell in notebook.cells if is_checked(cell)]
+    text = "".join(o.get("text", "") for cell in checked for o in cell.outputs if o.output_type == "stream")
+    verdicts = [line for line in text.splitlines() if " within ±" in line]
+    assert verdicts and all(line.endswith(": ok") for line in verdicts), text
+    names = [line.split(" within ±")[0] for line in verdicts]
+    assert set(names) <= set(expected)
+    assert {name.split()[-2] for name in names if name.endswith(" rSum")} <= set(get_profile("smoke").protocols)
     tags = [tag for cell in notebook.cells for tag in cell.metadata.get("tags", [])]
     assert "injected-parameters" not in tags and tags.count("parameters") == 1
     parameters = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
@@ -80,19 +134,33 @@ def _executed(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return executed
 
 
-def test_refresh_copies_only_the_checked_outputs_into_the_committed_cells(tmp_path):
+def test_refresh_takes_the_expected_values_and_the_checked_outputs_from_an_execution(tmp_path):
     committed = tmp_path / "00_baseline.ipynb"
     committed.write_bytes(BASELINE_NOTEBOOK.read_bytes())
     notebook = nbformat.read(committed, as_version=4)
     executed = _executed(notebook)
+    measured_cell = next(cell for cell in executed.cells if is_measured(cell))
+    measured_cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                    text="VSE∞ f30k1k rSum 300.0\nVSE∞ coco1k rSum 450.2\n")]
+    ran = next(cell for cell in executed.cells if is_checked(cell))
+    ran.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        "figure written: True\nVSE∞ f30k1k rSum within ±4.0 of 321.0: FAILED, measured 300.0\n"
+        f"VSE∞ coco1k rSum: no expected value in {EXPECTED_FILE} (make refresh-notebook-outputs)\n"))]
     nbformat.write(executed, tmp_path / "executed.ipynb")
-    refresh_outputs(tmp_path / "executed.ipynb", committed)
+    expected_file = tmp_path / "expected.csv"
+    write_expected({"VSE∞ f30k1k rSum": Expected(321.0, 4.0, 320.0, 322.0, 4),
+                    "AFA f30k1k rSum": Expected(262.0, 3.0)}, expected_file)
+    refresh_outputs(tmp_path / "executed.ipynb", committed, expected_file)
+    assert read_expected(expected_file) == {"VSE∞ f30k1k rSum": Expected(300.0, 4.0, 320.0, 322.0, 4),
+                                            "VSE∞ coco1k rSum": Expected(450.2, 2.5),
+                                            "AFA f30k1k rSum": Expected(262.0, 3.0)}
     refreshed = nbformat.read(committed, as_version=4)
     assert [cell.source for cell in refreshed.cells] == [cell.source for cell in notebook.cells]
     assert [cell.metadata for cell in refreshed.cells] == [cell.metadata for cell in notebook.cells]
     checked = [cell for cell in refreshed.cells if is_checked(cell)]
-    ran = next(cell for cell in executed.cells if is_checked(cell))
-    assert len(checked) == 1 and (checked[0].outputs, checked[0].execution_count) == (ran.outputs, ran.execution_count)
+    assert len(checked) == 1 and checked[0].execution_count == ran.execution_count
+    assert checked[0].outputs[0].text == ("figure written: True\nVSE∞ f30k1k rSum within ±4.0 of 300.0: ok\n"
+                                          "VSE∞ coco1k rSum within ±2.5 of 450.2: ok\n")
     assert all(not cell.get("outputs") and cell.get("execution_count") is None
                for cell in refreshed.cells if not is_checked(cell))
 
@@ -101,7 +169,7 @@ def test_refresh_refuses_an_execution_of_another_notebook(tmp_path):
     committed = tmp_path / "00_baseline.ipynb"
     committed.write_bytes(BASELINE_NOTEBOOK.read_bytes())
     with pytest.raises(ItrlibError, match="is not an execution of"):
-        refresh_outputs(NOTEBOOKS[1], committed)
+        refresh_outputs(ROOT / "notebooks" / "afa" / "01_train_eval.ipynb", committed, tmp_path / "expected.csv")
 
 
 def test_smoke_runs_are_shared_only_with_the_code_that_trained_them(tmp_path):
@@ -121,14 +189,17 @@ def _loss_ignoring_positives(scores: torch.Tensor, margin: float = 0.2, hardest:
 
 
 def test_a_loss_that_ignores_the_positives_fails_the_notebook_check(monkeypatch, tmp_path):
+    from itrlib.data.synth import write_synthetic
+
     monkeypatch.setattr(vse, "triplet_loss", _loss_ignoring_positives)
+    write_synthetic(tmp_path / "data", size="smoke", progress=False)  # a named data folder is never built
     results = train_and_evaluate("baseline", "smoke", name="baseline", data_root=str(tmp_path / "data"),
                                  overrides=[f"output_dir={tmp_path / 'runs'}"], progress=False)
-    measured = rsum_by_method({"VSE∞": results})
-    expected = expected_from_notebook(BASELINE_NOTEBOOK)
-    differences = compare(measured, expected, tolerance=25.0)
-    assert [line.split(":")[0] for line in differences] == ["VSE∞ f30k1k", "VSE∞ coco1k"], differences
-    assert all(measured[key] < expected[key] for key in expected)
+    measured = rsum_values({"VSE∞": results})
+    expected = read_expected(ROOT / EXPECTED_FILE)
+    assert [line.split(" within")[0] for line in failures(measured, expected)] == [
+        "VSE∞ f30k1k rSum", "VSE∞ coco1k rSum"]
+    assert all(measured[name] < expected[name].value - 25.0 for name in measured)
 
 
 def test_loss_summary_reads_the_last_epoch_of_each_run(tmp_path):

@@ -238,7 +238,22 @@ def test_cge_depends_on_the_clip_vector():
     assert (out[valid] - other[valid]).abs().max() > 1e-3
 
 
-def test_outputs_finite_and_gradients_reach_all_parameters():
+def analytically_zero_gradients(module: nn.Module) -> set[str]:
+    """Parameters whose gradient is exactly 0 in exact arithmetic in training mode: a constant shift that a
+    softmax or a batch-statistics BatchNorm right after it removes again.
+
+    - ``score.bias`` adds the same value to every region's score before the softmax;
+    - ``global_fc.bias`` feeds ``global_bn``, which subtracts its batch mean per feature;
+    - ``local_fc.bias`` with ``local_norm="feature"``: ``local_bn`` has one channel per feature, so likewise
+      (with ``"slot"`` its channels are the slots, a per-feature bias is not constant within one: non-zero).
+    In float32 these gradients are round-off (0 or about 1e-7, depending on the CPU's kernels).
+    """
+    if isinstance(module, CGE):
+        return set()  # fc1.bias meets GELU before hidden_bn, fc2.bias meets l2norm: all non-zero
+    return {"score.bias", "global_fc.bias"} | ({"local_fc.bias"} if module.local_norm == "feature" else set())
+
+
+def test_outputs_finite_and_gradients_reach_every_parameter_that_has_one():
     torch.manual_seed(13)
     regions = make_regions(seed=14).requires_grad_()
     clip = torch.randn(len(LENGTHS), 5)
@@ -250,8 +265,14 @@ def test_outputs_finite_and_gradients_reach_all_parameters():
         out = module(regions, *args)
         assert out.shape == regions.shape and torch.isfinite(out).all()
         (out * torch.randn_like(out)).sum().backward()
-        for name, param in module.named_parameters():
-            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        zero = analytically_zero_gradients(module)
+        grads = {name: param.grad for name, param in module.named_parameters()}
+        assert zero <= set(grads) and all(g is not None for g in grads.values())
+        # the real gradients are O(0.1-10) here; round-off leaves the others at most ~1e-6 (float32 eps times
+        # those magnitudes), so 1e-4 separates the two kinds by two orders of magnitude either way
+        for name, grad in grads.items():
+            largest = grad.abs().max().item()
+            assert (largest < 1e-4) if name in zero else (largest > 1e-2), (type(module).__name__, name, largest)
         assert torch.isfinite(regions.grad).all()
         regions.grad = None
 
@@ -278,4 +299,6 @@ def test_global_enhance_leaves_no_subnormals_where_zero_features_meet_a_peaked_a
                                           torch.ones(2, 6, dtype=torch.bool)), dim=1).unsqueeze(-1) * glo[:, None]
     assert ((raw != 0) & (raw.abs() < tiny)).any(), "the input no longer produces subnormals: test is void"
     assert not ((out != 0) & (out.abs() < tiny)).any()
-    assert torch.allclose(out[0], raw[0], atol=1e-37, rtol=0)
+    # flushed entries move by less than 1e-37; rtol covers last-bit differences of the normal entries, as ``raw``
+    # is the same formula written out here (another code path, not necessarily the same bits on every CPU)
+    assert torch.allclose(out[0], raw[0], atol=1e-37, rtol=1e-6)

@@ -91,6 +91,28 @@ def test_gradients_reach_the_query_encoders_only_and_the_optimiser_holds_them_on
     assert model.image_encoder.enhance.local_fc.weight.grad is not None
 
 
+@pytest.mark.parametrize("key_bert_dropout", [False, True])
+def test_the_key_bert_runs_without_dropout_in_training_unless_asked(tokenizer, key_bert_dropout):
+    """As the released code: the key text encoder's BERT stays in eval mode while everything else trains."""
+    model = _model(tokenizer, key_bert_dropout=key_bert_dropout).train()
+    batch = _batch(tokenizer)
+    keys_in_step = []
+    hook = model.key_text_encoder.register_forward_hook(lambda module, args, out: keys_in_step.append(out))
+    model.losses(batch)
+    hook.remove()
+    bert = model.key_text_encoder.tokens.bert
+    assert all(m.training != (not key_bert_dropout) for m in bert.modules())
+    assert model.key_image_encoder.training and model.text_encoder.tokens.bert.training
+    model.key_text_encoder.eval()  # the same weights without any dropout
+    with torch.no_grad():
+        no_dropout = model.key_text_encoder(batch.captions, batch.caption_lengths)
+    largest_difference = (keys_in_step[0] - no_dropout).abs().max().item()
+    if key_bert_dropout:
+        assert largest_difference > 1e-3  # dropout 0.1 on every BERT layer moves unit-norm keys by far more
+    else:
+        assert largest_difference < 1e-5, largest_difference
+
+
 @pytest.mark.parametrize("row", list(ABLATION_ROWS))
 def test_table4_rows_build_only_what_they_use(tokenizer, row):
     config = load_config("user_smoke", ABLATION_ROWS[row]).model
@@ -135,7 +157,7 @@ def test_cge_reads_the_clip_side_input_and_says_when_it_is_missing(tokenizer):
     (["model.enhancement=clip"], r"model\.enhancement must be one of sge, cge, none"),
     (["model.diagonal=kept"], r"model\.diagonal must be one of zeroed, excluded"),
     (["model.momentum=1.5"], r"model\.momentum must be in \[0, 1\]"),
-    (["model.gamma=0"], r"gamma > 0"),
+    (["model.gamma=0"], r"model\.gamma must be > 0, got 0\.0"),
     (["model.queue_sise=128"], r"queue_sise"),
 ])
 def test_bad_user_config_is_a_clear_error(overrides, match):

@@ -98,7 +98,9 @@ def test_zeroed_and_excluded_diagonal() -> None:
     t = _inputs()
     zeroed, excluded = uto_loss(**t, diagonal="zeroed"), uto_loss(**t, diagonal="excluded")
     scale = max(1.0, abs(excluded["loss"].item()))
-    assert abs(zeroed["loss"].item() - excluded["loss"].item()) < 1e-12 * scale
+    # analytically they differ by < 1e-18 (the e^-45 terms); in float32 the extra term can only move a rounding
+    # of the logsumexp, so allow a few float32 ulps rather than asking the two computations for the same bits
+    assert abs(zeroed["loss"].item() - excluded["loss"].item()) < 1e-6 * scale
     zeroed, excluded = (uto_loss(**t, gamma=1.0, diagonal=d) for d in ("zeroed", "excluded"))
     assert zeroed["mini"].item() - excluded["mini"].item() > 1e-2  # the extra e^{-0.5} term per sum
     assert zeroed["dvq"].item() == excluded["dvq"].item()  # queue terms have no diagonal

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from itrlib.data.precomp import SPLITS, find_precomp_dir, read_captions
+from itrlib.data.precomp import SPLITS, check_caption_count, count_images, find_precomp_dir, read_captions
 from itrlib.errors import DataError, WeightsNotFoundError
 from itrlib.io import atomic_write_json, atomic_write_text
 from itrlib.progress import progress_bar
@@ -70,6 +70,18 @@ def image_labels(nouns: list[list[str]], vocab: list[str], caps_per_image: int) 
     return labels
 
 
+def read_split_captions(folder: Path, split: str, caps_per_image: int) -> list[str]:
+    """``{split}_caps.txt``, checked against the image count of ``{split}_ims.npy`` when the folder has it (label
+    line i is image i), else only for a whole number of images: a wrong count is a :class:`DataError`."""
+    captions_path, images_path = folder / f"{split}_caps.txt", folder / f"{split}_ims.npy"
+    captions = read_captions(captions_path)
+    if images_path.is_file():
+        check_caption_count(captions_path, len(captions), images_path, count_images(images_path), caps_per_image)
+    elif len(captions) % caps_per_image:
+        raise DataError(f"{captions_path}: {len(captions)} captions, not {caps_per_image} per image")
+    return captions
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -77,7 +89,8 @@ def _sha256(path: Path) -> str:
 def write_noun_labels(root: str | Path, top: int = 1000, *, caps_per_image: int = 5, force: bool = False,
                       progress: bool = True) -> Path:
     """Write ``{split}_label.txt`` for every split with captions, ``labels_vocab.txt`` and the stamp; returns
-    the precomp folder. Reused when the stamp matches (same captions, ``top``, tagger); label files not
+    the precomp folder. Captions are checked against ``{split}_ims.npy`` first (:func:`read_split_captions`),
+    also when the files are reused (the stamp matches: same captions, ``top``, tagger); label files not
     written by this function (no stamp: e.g. the embedded dataset's own) are an error unless ``force``."""
     if top < 1:
         raise DataError(f"--top must be >= 1, got {top}")
@@ -85,6 +98,7 @@ def write_noun_labels(root: str | Path, top: int = 1000, *, caps_per_image: int 
     splits = [s for s in SPLITS if (folder / f"{s}_caps.txt").is_file()]
     if "train" not in splits:
         raise DataError(f"{folder}: no train_caps.txt; the noun vocabulary is built from the train captions")
+    captions = {split: read_split_captions(folder, split, caps_per_image) for split in splits}  # reuse too
     from importlib.metadata import version
 
     stamp = {"top": top, "caps_per_image": caps_per_image, "tagger": f"{TAGGER}=={version(TAGGER)}",
@@ -100,13 +114,8 @@ def write_noun_labels(root: str | Path, top: int = 1000, *, caps_per_image: int 
         raise DataError(f"{folder} already holds {found}, not written by this command (no {STAMP_FILE}); "
                         "pass --force to replace them")
     tagger = load_tagger()
-    nouns = {}
-    for split in splits:
-        captions = read_captions(folder / f"{split}_caps.txt")
-        if len(captions) % caps_per_image:
-            raise DataError(f"{folder / f'{split}_caps.txt'}: {len(captions)} captions, not {caps_per_image} "
-                            "per image")
-        nouns[split] = caption_nouns(captions, tagger, progress=progress, desc=f"tag {split} captions")
+    nouns = {split: caption_nouns(captions[split], tagger, progress=progress, desc=f"tag {split} captions")
+             for split in splits}
     vocab = top_nouns(nouns["train"], top)
     for split in splits:
         labels = image_labels(nouns[split], vocab, caps_per_image)

@@ -118,11 +118,7 @@ def open_split(root: str | Path, split: str, *, max_images: int | None = None, c
     images = _load_features(paths["ims.npy"])
     n_images = int(images.shape[0])
     captions = read_captions(paths["caps.txt"])
-    if len(captions) != n_images * caps_per_image:
-        raise DataError(
-            f"{paths['caps.txt']}: {len(captions)} captions for {n_images} images in {paths['ims.npy']}; "
-            f"expected {n_images * caps_per_image} ({caps_per_image} consecutive captions per image). The "
-            "SCAN/VSE∞ 'im_div' fallback (one caption per image when the counts are equal) is not supported.")
+    check_caption_count(paths["caps.txt"], len(captions), paths["ims.npy"], n_images, caps_per_image)
     image_ids = read_ids(paths["ids.txt"], n_images, caps_per_image)
 
     source_images = None
@@ -140,6 +136,21 @@ def open_split(root: str | Path, split: str, *, max_images: int | None = None, c
         check_finite(images, np.unique(sample), paths["ims.npy"])
     return PrecompSplit(root=folder, split=split, images=images, captions=captions, image_ids=image_ids,
                         caps_per_image=caps_per_image, source_images=source_images)
+
+
+def check_caption_count(captions_path: Path, n_captions: int, images_path: Path, n_images: int,
+                        caps_per_image: int) -> None:
+    """A :class:`DataError` naming both files unless there are ``caps_per_image`` captions per image."""
+    if n_captions != n_images * caps_per_image:
+        raise DataError(
+            f"{captions_path}: {n_captions} captions for {n_images} images in {images_path}; "
+            f"expected {n_images * caps_per_image} ({caps_per_image} consecutive captions per image). The "
+            "SCAN/VSE∞ 'im_div' fallback (one caption per image when the counts are equal) is not supported.")
+
+
+def count_images(path: Path) -> int:
+    """N_img of a ``{split}_ims.npy`` (read from its header: a memory map, no feature is loaded)."""
+    return int(_load_features(path).shape[0])
 
 
 def check_finite(images: np.ndarray, index_or_slice: int | slice | np.ndarray, path: str | Path) -> None:

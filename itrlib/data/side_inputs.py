@@ -8,8 +8,9 @@ file of each beside the split's precomp files and loads it, for training and eva
   0/1 noun labels ``{split}_label.txt`` of the embedded dataset (MVSEN's multi-label task).
 
 Rows must match the split exactly; when the split was cut to its first ``max_images`` images (dev), the
-side arrays are cut the same way. Floating rows are checked to be finite when an item is loaded
-(:func:`itrlib.data.datasets`), and a text file is checked when it is parsed.
+side arrays are cut the same way. A spec with a ``width`` (set by the model from its config, e.g. MVSEN's
+``model.num_labels``) also fixes the number of values per row. Floating rows are checked to be finite when
+an item is loaded (:func:`itrlib.data.datasets`), and a text file is checked when it is parsed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class SideInput:
     per: str = "image"
     how_to_build: str = ""
     """How a user makes the file when it is missing (a command, with ``{root}`` for the precomp folder)."""
+    width: int | None = None
+    """Values per row the model expects (``None``: not checked); the model fills it in from its config."""
+    width_key: str = ""
+    """The config key that sets ``width`` (e.g. ``model.num_labels``), named when a file's width differs."""
 
     def __post_init__(self) -> None:
         if self.per not in PER:
@@ -75,9 +80,22 @@ def load_side_inputs(split: PrecompSplit, specs: tuple[SideInput, ...] | list[Si
             found = array.shape[0] if array.ndim else 0
             raise DataError(f"{path}: {found} rows, expected one per {spec.per} of split {split.split!r} "
                             f"({source_rows})")
+        _check_width(array, path, split, spec)
         target = loaded.image if spec.per == "image" else loaded.caption
         target[spec.name] = array[:rows]
     return loaded
+
+
+def _check_width(array: np.ndarray, path: Path, split: PrecompSplit, spec: SideInput) -> None:
+    """DataError naming the file, the split, the width found and the width ``spec`` expects (and its key)."""
+    if spec.width is None or (array.ndim == 2 and array.shape[1] == spec.width):
+        return
+    found = f"{array.shape[1]} values per row" if array.ndim == 2 else f"shape {array.shape}"
+    key = f" ({spec.width_key}={spec.width})" if spec.width_key else ""
+    fix = f"; set {spec.width_key} to the file's width or rebuild the file" if spec.width_key else ""
+    hint = f" ({spec.how_to_build.format(root=split.root)})" if fix and spec.how_to_build else ""
+    raise DataError(f"{path}: side input {spec.name!r} of split {split.split!r} has {found}, the model expects "
+                    f"{spec.width}{key}{fix}{hint}")
 
 
 def _read_array(path: Path) -> np.ndarray:

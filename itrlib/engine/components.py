@@ -13,7 +13,7 @@ from itrlib.data.text import BertWordPieceTokenizer, Tokenizer, Vocabulary, reso
 from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint
 from itrlib.engine.run_folder import check_same_run, load_model_state, stored_config
-from itrlib.errors import ItrlibError
+from itrlib.errors import ConfigError, ItrlibError
 from itrlib.models.base import RetrievalModel
 from itrlib.models.registry import build_model
 
@@ -87,3 +87,18 @@ def open_train_split(config: RunConfig) -> PrecompSplit:
 def open_val_split(config: RunConfig) -> PrecompSplit:
     return open_split(config.data.root, config.data.val_split, max_images=config.data.val_max_images,
                       check_features=config.data.check_features)
+
+
+def check_splits(config: RunConfig, train_split: PrecompSplit, val_split: PrecompSplit) -> None:
+    """ConfigError, before training, when the config cannot run on these splits: ``train.batch_size`` above the
+    training pairs, or a model field the data contradicts (the model config's ``check_training(run, splits)``,
+    e.g. USER's ``model.num_slots`` against the regions per image)."""
+    pairs = train_split.n_captions
+    if config.train.batch_size > pairs:
+        raise ConfigError(f"train.batch_size={config.train.batch_size} exceeds the {pairs} training pairs (captions) "
+                          f"of split {train_split.split!r} in {train_split.root}: every step takes a full batch and "
+                          f"an epoch drops its last incomplete one (as VSE-infinity), so not one step could run; "
+                          f"set train.batch_size <= {pairs}")
+    check_training = getattr(config.model, "check_training", None)
+    if check_training is not None:
+        check_training(config, (train_split, val_split))

@@ -9,7 +9,9 @@ the same metrics as a run that was never interrupted (on CPU, bit for bit).
 
 A run folder holds one run: it is locked while a Trainer uses it, ``config.yaml`` and ``last.pt`` are
 checked against the config before anything is written (:mod:`itrlib.engine.run_folder`), and the train
-and dev features are scanned for NaN/inf before the first step (:mod:`itrlib.data.scan_cache`).
+and dev features are scanned for NaN/inf before the first step (:mod:`itrlib.data.scan_cache`). Values the
+data or the text encoder contradict (``train.batch_size`` above the training pairs, USER's ``num_slots``,
+MVSEN's ``bert_layers``, the width of a train or dev side file) are refused before the first step too.
 
 Models plug in through the contract of :class:`itrlib.models.base.RetrievalModel` (``losses``,
 ``param_groups``, ``on_epoch_start``, ``after_optimizer_step``); the loop holds no model-specific code.
@@ -36,6 +38,7 @@ from itrlib.engine.components import (
     CONFIG_FILE,
     VOCAB_FILE,
     build_tokenizer,
+    check_splits,
     create_model,
     open_train_split,
     open_val_split,
@@ -87,13 +90,16 @@ class Trainer:
 
         self.train_split = open_train_split(config)
         self.val_split = open_val_split(config)
+        check_splits(config, self.train_split, self.val_split)
         if config.data.check_features != "none":
             for split in (self.train_split, self.val_split):
                 check_split_features(split, progress=self.progress)
         self.tokenizer = build_tokenizer(config.text, self.run_dir, self.train_split.captions)
         self.model = create_model(config, self.train_split.feature_dim, self.tokenizer).to(self.device)
         side = load_side_inputs(self.train_split, self.model.side_inputs)
-        # the same side inputs are loaded for validation and evaluation (itrlib.evaluation.encode)
+        # the same side inputs are loaded for validation and evaluation (itrlib.evaluation.encode): the dev
+        # files are checked now (rows, widths), not at the end of the first epoch
+        load_side_inputs(self.val_split, self.model.side_inputs)
         self.dataset = PairDataset(self.train_split, self.tokenizer, train=True,
                                    region_keep_prob=config.data.region_keep_prob,
                                    caption_augment=config.data.caption_augment, seed=config.train.seed,

@@ -86,8 +86,10 @@ class _Tally:
 
 
 def _validated(sims: torch.Tensor | np.ndarray, caps_per_image: int, check_finite: bool = True) -> torch.Tensor:
-    """``sims`` as a floating tensor (integer input becomes float64, exact) after shape/finiteness checks."""
+    """``sims`` as a floating tensor (integer input becomes float64, exact) after dtype/shape/finiteness checks."""
     sims = torch.as_tensor(sims)
+    if sims.is_complex() or sims.dtype == torch.bool:
+        raise ValueError(f"sims of dtype {sims.dtype} cannot be ranked: expected a real (float or integer) dtype")
     if not sims.is_floating_point():
         sims = sims.to(torch.float64)
     if caps_per_image < 1:
@@ -285,7 +287,21 @@ def _count_kernel(sims, best, gt_col, caps_per_image, top1, last, row_counts, ro
 def _lanes(n_img: int) -> int:
     """Row bands (threads) of the kernel: torch's thread count (``torch.set_num_threads``), within numba's
     pool and at most one per image."""
+    _start_numba_pool()
     return max(1, min(torch.get_num_threads(), numba.get_num_threads(), n_img))
+
+
+def _start_numba_pool() -> None:
+    """Start numba's thread pool (once per process) without changing torch's thread count.
+
+    Numba's OpenMP layer sets the OpenMP thread count it shares with torch to its own (every logical CPU) when
+    its pool starts. torch would then reduce with another number of threads for the rest of the process, so
+    float results (BatchNorm statistics, sums) of a training step after the first evaluation would differ
+    from the same step in a fresh process: a resumed run or a second run would not repeat the first.
+    """
+    threads = torch.get_num_threads()
+    numba.get_num_threads()  # starts the pool on first use
+    torch.set_num_threads(threads)
 
 
 def _merge_columns(col_max: np.ndarray, col_arg: np.ndarray, last: bool) -> np.ndarray:
@@ -299,6 +315,7 @@ def _tally_numba(sims: torch.Tensor, caps_per_image: int, top1: bool, last: bool
     """Both tallies of a CPU ``sims`` (N_img, N_cap) by ``_count_kernel`` (float16/bfloat16 become float32)."""
     if sims.device.type != "cpu":
         raise ValueError(f"backend 'numba' needs CPU scores, got a {sims.device.type} tensor")
+    _start_numba_pool()
     if sims.dtype not in (torch.float32, torch.float64):
         sims = sims.float()
     array = sims.detach().contiguous().numpy()

@@ -120,11 +120,14 @@ def evaluate_scores(sims: torch.Tensor | np.ndarray, protocol: str | Protocol, *
     """Rank a whole split's score matrix ``sims`` (N_img, caps_per_image * N_img) under ``protocol``.
 
     Any scores can be evaluated this way (saved ``scores-<split>.npy``, another code base's matrix, a
-    weighted sum of runs). A wrong shape, a non-finite score or a caption count that is not
-    ``caps_per_image`` per image raises DataError. Returns the dict of :func:`evaluate_blocks`.
+    weighted sum of runs). A wrong shape, a non-finite score, a caption count that is not ``caps_per_image``
+    per image or a complex or bool dtype raises DataError. Returns the dict of :func:`evaluate_blocks`.
     """
     spec = get_protocol(protocol) if isinstance(protocol, str) else protocol
     sims = torch.as_tensor(sims)
+    if sims.is_complex() or sims.dtype == torch.bool:
+        raise DataError(f"scores of dtype {str(sims.dtype).removeprefix('torch.')} cannot be ranked: expected real "
+                        "numbers (a float or integer dtype)")
     if sims.ndim != 2:
         raise DataError(f"scores must be a 2-D matrix (N_img, {caps_per_image} * N_img); got shape "
                         f"{tuple(sims.shape)}")

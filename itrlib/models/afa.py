@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from itrlib.config import TextConfig
+from itrlib.config import TextConfig, check_bounds, check_choices
 from itrlib.data.collate import Batch
-from itrlib.errors import ConfigError
 from itrlib.losses.harder_negatives import MIXED_POSITIVES, harder_negative_loss, sample_mixing_weights
 from itrlib.losses.triplet import triplet_loss
 from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
 from itrlib.models.registry import register_model
+from itrlib.models.vse import check_projection
 from itrlib.nn.aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
 from itrlib.nn.functional import l2norm
 from itrlib.nn.mlp import ResidualProjection
@@ -70,16 +70,13 @@ class AFAConfig:
     """Epochs with the sum over all negatives (all four terms) before hardest negatives."""
 
     def validate(self) -> None:
-        if self.pooling not in ("max", "mean"):
-            raise ConfigError(f"model.pooling must be 'max' or 'mean', got {self.pooling!r}")
-        if self.merge_k is not None and self.merge_k < 0:
-            raise ConfigError(f"model.merge_k must be >= 0, got {self.merge_k}")
-        if not 0.0 <= self.merge_ratio <= 0.5:
-            raise ConfigError(f"model.merge_ratio must be in [0, 0.5], got {self.merge_ratio}")
-        if self.mixed_positive not in MIXED_POSITIVES:
-            raise ConfigError(f"model.mixed_positive must be one of {MIXED_POSITIVES}, got {self.mixed_positive!r}")
-        if self.beta_t <= 0:
-            raise ConfigError(f"model.beta_t must be > 0, got {self.beta_t}")
+        check_choices("model", {"pooling": (self.pooling, ("max", "mean")),
+                                "mixed_positive": (self.mixed_positive, MIXED_POSITIVES)})
+        check_projection(self)
+        check_bounds("model", self, ("merge_k",), 0, optional=True)
+        check_bounds("model", self, ("merge_ratio",), 0, 0.5)
+        check_bounds("model", self, ("beta_t",), 0, low_open=True)
+        check_bounds("model", self, ("margin", "margin_mixed", "mean_warmup_epochs"), 0)
 
 
 class AFAModel(GlobalEmbeddingModel):

@@ -24,14 +24,15 @@ Both directions are separate models; their ensemble is a composite run (:mod:`it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from itrlib.config import TextConfig, check_at_least_one, check_choices
+from itrlib.config import TextConfig, check_bounds, check_choices
 from itrlib.data.collate import Batch
 from itrlib.data.side_inputs import SideInput, side_rows
 from itrlib.errors import ConfigError
@@ -51,7 +52,8 @@ code names."""
 LABEL_VIEWS = ("official", "paper")
 POSITIVE_CAPTIONS = ("random", "next")
 LABEL_INPUT = SideInput("label", how_to_build="python -m itrlib data labels --root {root} --top N, N = "
-                                               "model.num_labels (1000 in the f30k/coco presets)")
+                                               "model.num_labels (1000 in the f30k/coco presets)",
+                        width_key="model.num_labels")
 """``{split}_label.txt``: one line of 0/1 noun labels per image (``python -m itrlib data labels``)."""
 PASS_MB = {"cpu": 32, "cuda": 1024}
 """Default ``score_pass_mb`` per device type (other devices: the CUDA value)."""
@@ -128,19 +130,15 @@ class MVSENConfig:
         check_choices("model", {"direction": (self.direction, tuple(DIRECTIONS)),
                                 "negatives": (self.negatives, NEGATIVES), "label_view": (self.label_view, LABEL_VIEWS),
                                 "positive_caption": (self.positive_caption, POSITIVE_CAPTIONS)})
-        check_at_least_one("model", self, ("d_model", "heads", "d_head", "d_ff", "memory_layers", "bert_layers",
-                                           "gru_hidden", "sim_dim", "score_hidden", "num_labels", "text_heads"))
-        if self.score_pass_mb is not None and self.score_pass_mb < 1:
-            raise ConfigError(f"model.score_pass_mb must be >= 1 (or null), got {self.score_pass_mb}")
-        if self.memory_slots < 0 or self.gcn_layers < 0 or (self.text_proj is not None and self.text_proj < 1):
-            raise ConfigError(f"model: memory_slots >= 0, gcn_layers >= 0 and text_proj >= 1 (or null) required; "
-                              f"got {self.memory_slots}, {self.gcn_layers}, {self.text_proj}")
-        for key in ("gamma", "beta"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"model.{key} must be in [0, 1], got {getattr(self, key)}")
-        if self.delta < 0 or self.margin < 0 or self.text_margin < 0 or not 0 <= self.dropout < 1:
-            raise ConfigError(f"model: delta, margin, text_margin >= 0 and dropout in [0, 1) required; got "
-                              f"{self.delta}, {self.margin}, {self.text_margin}, {self.dropout}")
+        check_bounds("model", self, ("d_model", "heads", "d_head", "d_ff", "memory_layers", "bert_layers",
+                                     "gru_hidden", "sim_dim", "score_hidden", "num_labels", "text_heads"), 1)
+        check_bounds("model", self, ("score_pass_mb", "text_proj"), 1, optional=True)
+        check_bounds("model", self, ("memory_slots", "gcn_layers", "delta", "margin", "text_margin"), 0)
+        check_bounds("model", self, ("gamma", "beta"), 0, 1)
+        check_bounds("model", self, ("dropout",), 0, 1, high_open=True)
+        if self.text_matching and self.text_proj is None and self.gru_hidden < 4:
+            raise ConfigError(f"model.gru_hidden must be >= 4 when model.text_proj is null (the text-text projection "
+                              f"is gru_hidden // 4 wide), got {self.gru_hidden}")
 
     @property
     def nodes(self) -> str:
@@ -200,7 +198,7 @@ class MVSENModel(RetrievalModel):
     def __init__(self, config: MVSENConfig, feature_dim: int, bert_path: str, pad_id: int):
         super().__init__()
         self.config = config
-        self.side_inputs = (LABEL_INPUT,) if config.classification else ()
+        self.side_inputs = (replace(LABEL_INPUT, width=config.num_labels),) if config.classification else ()
         self.positive_caption = config.positive_caption if config.text_matching else None
         key_padding = "official" if config.official_padding else "lengths"
         self.bert = FrozenBertLayerSum(bert_path, config.bert_layers, pad_id,
@@ -305,7 +303,20 @@ class MVSENModel(RetrievalModel):
 def build_mvsen(config: MVSENConfig, *, feature_dim: int, text: TextConfig, tokenizer) -> MVSENModel:
     if text.encoder != "bert":
         raise ConfigError("MVSEN's words come from a frozen BERT-family encoder: set text.encoder=bert")
+    check_bert_layers(config, tokenizer.path)
     return MVSENModel(config, feature_dim, tokenizer.path, tokenizer.pad_id)
+
+
+def check_bert_layers(config: MVSENConfig, folder: str | Path) -> None:
+    """ConfigError unless ``model.bert_layers`` <= the depth of the text encoder in ``folder`` (read from its
+    config.json, before any weight is loaded)."""
+    from transformers import AutoConfig
+
+    depth = AutoConfig.from_pretrained(str(folder), local_files_only=True).num_hidden_layers
+    if config.bert_layers > depth:
+        raise ConfigError(f"model.bert_layers={config.bert_layers} exceeds the depth of the text encoder in {folder} "
+                          f"(text.bert_path): {depth} hidden layers, of which the word features sum the last "
+                          f"model.bert_layers; set model.bert_layers <= {depth}")
 
 
 # Table 4 (F30K 1K) rows as switches; "t2i+i2t" rows are composite runs of the two single-direction rows.

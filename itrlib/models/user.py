@@ -7,8 +7,9 @@ score = v @ t.T; loss = UTO (eq. 17-21): lambda * L_mini + L_DVQ + L_DTQ.
 Momentum contrast: frozen key copies of the image and text encoders follow the query encoders by an EMA of
 the parameters; their keys of each batch are pushed into two FIFO queues (Q keys each) that serve as the
 negatives of the queue terms. Order within one training step, as the released code (zhangy0822/USER,
-``USER.forward_emb``): query forward, momentum update, key forward (no grad, key encoders in train mode),
-loss against the queues as they were, then the keys are enqueued. Key encoders and queues are buffers and
+``USER.forward_emb``): query forward, momentum update, key forward (no grad; the key image encoder in train
+mode, the key BERT in eval mode: ``key_bert_dropout``), loss against the queues as they were, then the keys are
+enqueued. Key encoders and queues are buffers and
 modules of this model, so they are in every checkpoint and a resumed run continues bit-exactly; evaluation
 uses the query encoders only.
 
@@ -18,13 +19,15 @@ section 3). Table IV's rows are :data:`ABLATION_ROWS`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from itrlib.config import RunConfig, TextConfig, check_at_least_one, check_choices
+from itrlib.config import RunConfig, TextConfig, check_bounds, check_choices
 from itrlib.data.collate import Batch
+from itrlib.data.precomp import PrecompSplit
 from itrlib.data.side_inputs import SideInput, side_rows
 from itrlib.errors import ConfigError
 from itrlib.losses.uto import DIAGONALS, POSITIVES, uto_loss
@@ -36,11 +39,12 @@ from itrlib.nn.gpo import GPO
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.momentum import FeatureQueue, check_queue_size, make_key_encoder, momentum_update
 from itrlib.nn.semantic_enhancement import CGE, SGE
-from itrlib.nn.text_encoders import build_token_encoder
+from itrlib.nn.text_encoders import BertTokenFeatures, build_token_encoder
 
 ENHANCEMENTS = ("sge", "cge", "none")
 CLIP_INPUT = SideInput("clip", how_to_build="python -m itrlib data clip-features --images <image folder> "
-                                             "--ids {root}/<split>_ids.txt --model <local CLIP folder>")
+                                             "--ids {root}/<split>_ids.txt --model <local CLIP folder>",
+                       width_key="model.clip_dim")
 """``{split}_clip.npy``: one CLIP image embedding per image (``python -m itrlib data clip-features``)."""
 
 
@@ -89,24 +93,50 @@ class USERConfig(VSEEncoderConfig):
     """m of the key encoders' EMA (code: ``moco_r``)."""
     queue_seed: int = 0
     """Seed of the queues' initial noise (uniform [0, 1) rows, L2-normalised, as the released code)."""
+    key_bert_dropout: bool = False
+    """Dropout of the key (momentum) text encoder's BERT during training. Off as in the released code: its
+    key text encoder is a copy of a BERT that ``from_pretrained`` left in eval mode, and ``train_start()``
+    switches only the query encoders to train mode (the key image encoder does train, as here). ``true``
+    lets ``model.train()`` turn the key BERT's dropout on with the rest of the model."""
 
     def validate(self) -> None:
         check_choices("model", {"enhancement": (self.enhancement, ENHANCEMENTS),
                                 "sge_local_norm": (self.sge_local_norm, ("slot", "feature")),
                                 "attention_norm": (self.attention_norm, ("l2", "softmax")),
                                 "diagonal": (self.diagonal, DIAGONALS), "positive": (self.positive, POSITIVES)})
-        check_at_least_one("model", self, ("embed_size", "num_slots", "clip_dim", "cge_hidden", "queue_size"))
-        if self.gamma <= 0 or self.margin < 0 or self.mini_batch_weight < 0:
-            raise ConfigError(f"model: gamma > 0, margin >= 0, mini_batch_weight >= 0 required; got gamma="
-                              f"{self.gamma}, margin={self.margin}, mini_batch_weight={self.mini_batch_weight}")
-        if not 0.0 <= self.momentum <= 1.0 or not 0.0 <= self.sge_dropout < 1.0:
-            raise ConfigError(f"model.momentum must be in [0, 1] and model.sge_dropout in [0, 1); got "
-                              f"{self.momentum}, {self.sge_dropout}")
+        super().validate()
+        check_bounds("model", self, ("num_slots", "clip_dim", "cge_hidden", "queue_size"), 1)
+        check_bounds("model", self, ("gamma",), 0, low_open=True)
+        check_bounds("model", self, ("margin", "mini_batch_weight"), 0)
+        check_bounds("model", self, ("momentum",), 0, 1)
+        check_bounds("model", self, ("sge_dropout",), 0, 1, high_open=True)
+
+    @property
+    def slot_norm(self) -> bool:
+        """SGE with one BatchNorm channel per region slot: every image must bring exactly ``num_slots`` regions."""
+        return self.enhancement == "sge" and self.sge_local_norm == "slot"
 
     def check_run(self, run: RunConfig) -> None:
         """Fields across sections: the queues take whole batches (Q a multiple of the batch size)."""
         if self.dvq or self.dtq:
             check_queue_size(self.queue_size, run.train.batch_size)
+
+    def check_training(self, run: RunConfig, splits: Sequence[PrecompSplit]) -> None:
+        """Before training (not at load: evaluation drops no region and may read other data): SGE's slot
+        BatchNorm needs all ``num_slots`` regions of every image, so no region dropout and K = num_slots."""
+        if not self.slot_norm:
+            return
+        if run.data.region_keep_prob < 1:
+            raise ConfigError(f"data.region_keep_prob={run.data.region_keep_prob} drops regions at training, but "
+                              f"SGE's slot BatchNorm (model.sge_local_norm=slot) needs all model.num_slots="
+                              f"{self.num_slots} regions of every image: set data.region_keep_prob=1.0 (as the "
+                              "released USER loader) or model.sge_local_norm=feature")
+        for split in splits:
+            if split.n_regions != self.num_slots:
+                raise ConfigError(f"model.num_slots={self.num_slots} does not match the {split.n_regions} regions "
+                                  f"per image of {split.images_path} (split {split.split!r}): SGE's slot BatchNorm "
+                                  f"(model.sge_local_norm=slot) needs one slot per region; set model.num_slots="
+                                  f"{split.n_regions}")
 
 
 class USERImageEncoder(nn.Module):
@@ -154,7 +184,7 @@ class USERModel(GlobalEmbeddingModel):
 
     def __init__(self, config: USERConfig, feature_dim: int, token_encoder: nn.Module):
         super().__init__(config)
-        self.side_inputs = (CLIP_INPUT,) if config.enhancement == "cge" else ()
+        self.side_inputs = (replace(CLIP_INPUT, width=config.clip_dim),) if config.enhancement == "cge" else ()
         self.image_encoder = USERImageEncoder(config, feature_dim)
         self.text_encoder = USERTextEncoder(token_encoder, config)
         # DVQ needs image keys (its queue and its positive), DTQ caption keys: a key encoder per queue in use
@@ -164,6 +194,16 @@ class USERModel(GlobalEmbeddingModel):
             if config.dvq else None
         self.caption_queue = FeatureQueue(config.queue_size, config.embed_size, config.queue_seed + 1) \
             if config.dtq else None
+
+    def train(self, mode: bool = True) -> USERModel:
+        """``nn.Module.train``, except that the key text encoder's BERT stays in eval mode (no dropout) unless
+        ``model.key_bert_dropout`` (the released code's behaviour, see that field)."""
+        super().train(mode)
+        if mode and self.key_text_encoder is not None and not self.config.key_bert_dropout:
+            tokens = self.key_text_encoder.tokens
+            if isinstance(tokens, BertTokenFeatures):
+                tokens.bert.eval()
+        return self
 
     def _clip(self, extras: Extras | None) -> torch.Tensor | None:
         if self.config.enhancement != "cge":

@@ -8,11 +8,12 @@ score = v @ t.T; loss = VSE++ hinge triplet (sum over negatives for ``mean_warmu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from itrlib.config import TextConfig
+from itrlib.config import TextConfig, check_bounds
 from itrlib.data.collate import Batch
 from itrlib.errors import ConfigError
 from itrlib.losses.triplet import triplet_loss
@@ -41,6 +42,23 @@ class VSEEncoderConfig:
     bert_lr_factor: float = 0.1
     """BERT parameters train at lr * this factor (official code; neither paper says)."""
 
+    def validate(self) -> None:
+        check_projection(self)
+        check_bounds("model", self, ("gpo_pe_dim", "gpo_hidden"), 1)
+        if self.gpo_pe_dim % 2:
+            raise ConfigError(f"model.gpo_pe_dim must be even (sine and cosine position codes), got {self.gpo_pe_dim}")
+
+
+def check_projection(config: Any) -> None:
+    """ConfigError unless the sizes of the residual projection and the text encoder are >= 1 (``mlp_hidden``
+    null: embed_size // 2, so embed_size >= 2) and ``bert_lr_factor`` >= 0 (VSE-infinity, USER, AFA)."""
+    check_bounds("model", config, ("embed_size", "word_dim"), 1)
+    check_bounds("model", config, ("mlp_hidden",), 1, optional=True)
+    check_bounds("model", config, ("bert_lr_factor",), 0)
+    if config.mlp_hidden is None and config.embed_size < 2:
+        raise ConfigError(f"model.embed_size must be >= 2 when model.mlp_hidden is null (the MLP's hidden size is "
+                          f"embed_size // 2), got {config.embed_size}")
+
 
 @dataclass
 class VSEConfig(VSEEncoderConfig):
@@ -53,8 +71,8 @@ class VSEConfig(VSEEncoderConfig):
     """Epochs trained with the sum-over-negatives loss before hardest negatives (``train_region.sh``: 1)."""
 
     def validate(self) -> None:
-        if self.embed_size <= 0 or self.margin < 0 or self.mean_warmup_epochs < 0:
-            raise ConfigError(f"model: embed_size > 0, margin >= 0, mean_warmup_epochs >= 0 required: {self}")
+        super().validate()
+        check_bounds("model", self, ("margin", "mean_warmup_epochs"), 0)
 
 
 class VSEModel(GlobalEmbeddingModel):
