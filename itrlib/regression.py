@@ -30,7 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -255,10 +255,14 @@ def _stdout(cell: nbformat.NotebookNode) -> str:
                    if output.output_type == "stream" and output.name == "stdout")
 
 
+def _measured(cells: Iterable[nbformat.NotebookNode]) -> dict[str, float]:
+    """``{name: value}`` printed by the measured cells among ``cells``."""
+    return parse_quantities("".join(_stdout(cell) for cell in cells if is_measured(cell)))
+
+
 def measured_in_notebook(path: str | Path) -> dict[str, float]:
     """``{name: value}`` printed by the measured cells of an executed notebook."""
-    notebook = _read_notebook(path)
-    return parse_quantities("".join(_stdout(cell) for cell in notebook.cells if is_measured(cell)))
+    return _measured(_read_notebook(path).cells)
 
 
 def _refresh_verdicts(text: str, expected: Mapping[str, Expected]) -> str:
@@ -284,7 +288,7 @@ def refresh_outputs(executed: str | Path, committed: str | Path, expected_file: 
     import nbformat
 
     run = {cell.id: cell for cell in _read_notebook(executed).cells}
-    measured = parse_quantities("".join(_stdout(cell) for cell in run.values() if is_measured(cell)))
+    measured = _measured(run.values())
     expected = read_expected(expected_file) if Path(expected_file or expected_path()).is_file() else {}
     for name, value in measured.items():
         old = expected.get(name)
