@@ -84,11 +84,13 @@ unit-tests: $(STAMP)
 # nbval re-executes each notebook with the smoke parameters injected by papermill (prepare only, one process) and
 # compares the output of the cells marked NBVAL_CHECK_OUTPUT with the committed one: one verdict per smoke value
 # (rSum, or a USER run's last-epoch loss) against notebooks/regression/expected.csv, within a tolerance measured
-# across float environments. Smoke runs start from scratch here and are shared between the notebooks.
+# across float environments. Smoke runs start from scratch here and are shared between the notebooks. The
+# notebooks run in two concurrent nbval processes (itrlib.regression.NBVAL_SHARDS: notebooks sharing a run stay
+# in one), each with OMP_NUM_THREADS = CPUs / 2 unless set; their reports print at the end.
 notebook-tests: $(STAMP) data-smoke
 	@rm -rf $(NBVAL_DIR) $(SMOKE_OUTPUTS)
 	$(PY) -m itrlib.regression prepare $(NBVAL_DIR) --profile smoke
-	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax $(NBVAL_DIR)
+	$(PY) -m itrlib.regression nbval $(NBVAL_DIR)
 
 # On purpose only (a change meant to move the smoke numbers): execute every notebook with papermill under the
 # smoke profile, from scratch, write its measured values into notebooks/regression/expected.csv (tolerances kept)
@@ -104,8 +106,9 @@ refresh-notebook-outputs: $(STAMP) data-smoke
 	done
 
 # On purpose only (tolerances re-measured, e.g. after a change of the smoke budget): run every notebook under the
-# smoke profile once per float environment (torch kernel dispatch, threads, numpy dispatch; about 10-15 min each)
-# and write notebooks/regression/expected.csv with its README (spread per value, how it was measured).
+# smoke profile once per float environment (torch kernel dispatch, threads, numpy dispatch; about 6-15 min each),
+# replace this machine's rows of notebooks/regression/measured.csv (other machines' rows kept), and write
+# expected.csv with its README (spread per value, machine and environment) and the notebooks' verdict lines.
 measure-tolerances: $(STAMP) data-smoke
 	$(PY) -m itrlib.regression measure-spread outputs/float-spread
 

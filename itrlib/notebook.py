@@ -45,14 +45,17 @@ def check_parameters(namespace: dict, allowed: list[str]) -> dict:
     params = {name: namespace[name] for name in allowed}
     if "profile" in params:
         check_notebook_inputs(params["profile"], data_root=params.get("data_root"),
-                              overrides=params.get("overrides", []), root=find_project_root())
+                              bert_path=params.get("bert_path"), overrides=params.get("overrides", []),
+                              root=find_project_root())
     return params
 
 
-def check_notebook_inputs(profile: str, *, data_root: str | Path | None = None, overrides: Sequence[str] = (),
-                          root: Path | None = None) -> None:
+def check_notebook_inputs(profile: str, *, data_root: str | Path | None = None, bert_path: str | Path | None = None,
+                          overrides: Sequence[str] = (), root: Path | None = None) -> None:
     """The profile exists, ``data_root`` (relative: to ``root``, where the notebooks run) is an existing folder,
-    and ``overrides`` is a list of ``section.key=value`` strings that the profile's presets accept."""
+    ``bert_path`` names text-encoder weights that are here (a folder, relative: to ``root``), and
+    ``overrides`` is a list of ``section.key=value`` strings that the profile's presets accept."""
+    from itrlib.data.text import resolve_bert_path
     from itrlib.profiles import check_data_folder, check_overrides, get_profile
 
     get_profile(profile)
@@ -63,6 +66,11 @@ def check_notebook_inputs(profile: str, *, data_root: str | Path | None = None, 
         if not isinstance(data_root, (str, Path)):
             raise ConfigError(f"parameter data_root must be a folder path (a string), got {data_root!r}")
         check_data_folder(Path(root or ".") / Path(data_root).expanduser(), profile)
+    if bert_path is not None:
+        if not isinstance(bert_path, (str, Path)):
+            raise ConfigError(f"parameter bert_path must be a folder path or model name (a string), got {bert_path!r}")
+        relative = Path(root or ".") / Path(bert_path).expanduser()  # a folder relative to where notebooks run
+        resolve_bert_path(str(relative) if relative.is_dir() else str(bert_path))
     check_overrides(profile, overrides)
 
 

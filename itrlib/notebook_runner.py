@@ -75,7 +75,7 @@ def notebook_parameters(profile: str, *, data_root: str | None = None, bert_path
     """The papermill parameters every notebook takes; unset ones keep the notebook's default. Bad ones fail here,
     before any kernel starts (:func:`~itrlib.notebook.check_notebook_inputs`; a relative ``data_root`` is read
     from ``root``, the project root the notebooks run in)."""
-    check_notebook_inputs(profile, data_root=data_root, overrides=list(overrides),
+    check_notebook_inputs(profile, data_root=data_root, bert_path=bert_path, overrides=list(overrides),
                           root=Path(root or find_project_root()))
     params: dict = {"profile": profile}
     if data_root:

@@ -9,11 +9,13 @@ exactly, so a value outside its tolerance fails ``make test`` on any machine, wh
 tolerance passes.
 
 The tolerances come from measurement (:func:`tolerances`): the smoke notebooks are run under several float
-environments of one machine (:data:`FLOAT_ENVIRONMENTS`: torch's kernel dispatch, thread count, numpy's
+environments of a machine (:data:`FLOAT_ENVIRONMENTS`: torch's kernel dispatch, thread count, numpy's
 dispatch), and each value's tolerance is :data:`TOLERANCE_MARGIN` times its largest deviation from the
-reference environment, at least its kind's floor (:data:`KINDS`). ``python -m itrlib.regression
-measure-spread`` (``make measure-tolerances``) does all of it and writes ``expected.csv`` and its
-``README.md`` (the spread per value and environment, and how it was measured). ``make
+reference (the ``native`` environment of the first machine measured), at least its kind's floor
+(:data:`KINDS`). ``python -m itrlib.regression measure-spread`` (``make measure-tolerances``) does all of it
+on the machine it runs on: its values replace that machine's rows of ``measured.csv`` (other machines' rows
+are kept, so the tolerances cover every CPU measured), then ``expected.csv``, its ``README.md`` (the spread
+per value, machine and environment) and the verdict lines of the committed notebooks are rewritten. ``make
 refresh-notebook-outputs`` re-executes the notebooks, writes the new expected values (tolerances kept) and the
 checked outputs (:func:`refresh_outputs`).
 """
@@ -30,7 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +46,8 @@ CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 MEASURED_MARKER = "# REGRESSION_MEASURED"
 EXPECTED_FILE = Path("notebooks/regression/expected.csv")
 """Expected smoke values and tolerances, relative to the project root (one row per checked value)."""
+MEASURED_FILE = EXPECTED_FILE.with_name("measured.csv")
+"""Every measured smoke value: one row per machine, float environment and value (what the tolerances are from)."""
 RSUM_DECIMALS = 1
 """Printed precision of an rSum (smoke rSums are multiples of 0.1 anyway)."""
 LOSS_DIGITS = 4
@@ -71,8 +75,9 @@ FLOAT_ENVIRONMENTS: dict[str, dict[str, str]] = {
     "aten-default-numpy-baseline": {"ATEN_CPU_CAPABILITY": "default",
                                     "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
 }
-"""Float environments of one machine whose spread sets the tolerances; ``native`` (the machine's defaults)
-is the reference. AVX-512 rows are added where the CPU has it (:func:`float_environments`)."""
+"""Float environments of one machine whose spread sets the tolerances; ``native`` is the machine's defaults.
+AVX-512 rows are added where the CPU has it (:func:`float_environments`)."""
+AVX512_ENVIRONMENT = {"aten-avx512-1-thread": {"ATEN_CPU_CAPABILITY": "avx512", "OMP_NUM_THREADS": "1"}}
 _QUANTITY = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss)) (?P<value>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)$")
 _VERDICT = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss))(?: within ±\S+ of \S+: |: no expected value ).*$")
 
@@ -331,6 +336,56 @@ def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]
     return written
 
 
+NBVAL_SHARDS: tuple[tuple[str, ...], ...] = (("00_baseline", "afa", "mvsen"), ("user",))
+"""The notebooks each concurrent nbval process of ``make notebook-tests`` executes, by folder (or top-level
+notebook): two shards of about equal time (00_baseline with afa/ 88 s, mvsen/ 114 s, user/ 130 s on a 2-core
+Xeon), and notebooks that share a smoke run stay in one shard (afa/01 reuses 00_baseline's VSE∞ run; a run
+trained by two processes at once would fail on its run lock)."""
+
+
+def shard_index(executed: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SHARDS) -> int:
+    """Index of the shard of a prepared notebook (``afa__01_train_eval.ipynb``: folder ``afa``)."""
+    name = Path(executed).name
+    key = name.split("__")[0] if "__" in name else Path(name).stem
+    for index, shard in enumerate(shards):
+        if key in shard:
+            return index
+    raise ItrlibError(f"{name}: in no shard of itrlib.regression.NBVAL_SHARDS (add its folder to one)")
+
+
+def run_nbval(folder: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SHARDS) -> int:
+    """nbval over the notebooks prepared in ``folder`` (:func:`prepare_notebooks`), one pytest process per
+    shard, all at once, each with ``OMP_NUM_THREADS`` = CPUs / shards unless set; prints every shard's report
+    and returns 0 when all passed, else the first failing exit code."""
+    from itrlib.notebook_runner import executed_name, project_notebooks
+
+    folder = Path(folder)
+    prepared = [folder / executed_name(nb) for nb in project_notebooks() if (folder / executed_name(nb)).is_file()]
+    if not prepared:
+        raise ItrlibError(f"{folder}: no prepared notebooks (python -m itrlib.regression prepare {folder})")
+    by_shard = [[p for p in prepared if shard_index(p, shards) == i] for i in range(len(shards))]
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(shards)))
+    runs = []
+    for index, paths in enumerate(by_shard):
+        if not paths:
+            continue
+        log = folder / f"nbval-shard-{index + 1}.log"
+        print(f"nbval shard {index + 1}: {len(paths)} notebooks ({', '.join(shards[index])}), "
+              f"OMP_NUM_THREADS={threads}, report in {log}", flush=True)
+        with log.open("w", encoding="utf-8") as handle:
+            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                       *map(str, paths)]
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                       env=os.environ | {"OMP_NUM_THREADS": threads})
+        runs.append((index, log, process))
+    codes = []
+    for index, log, process in runs:
+        codes.append(process.wait())
+        print(f"---- nbval shard {index + 1} (exit code {codes[-1]}) ----\n{log.read_text(encoding='utf-8')}",
+              flush=True)
+    return next((code for code in codes if code), 0)
+
+
 # ---- tolerances from the spread across float environments ----
 
 def float_environments(cpu_flags: str | None = None) -> dict[str, dict[str, str]]:
@@ -341,15 +396,16 @@ def float_environments(cpu_flags: str | None = None) -> dict[str, dict[str, str]
         cpu_flags = cpuinfo.read_text(encoding="utf-8") if cpuinfo.is_file() else ""
     environments = dict(FLOAT_ENVIRONMENTS)
     if "avx512f" in cpu_flags.split():
-        environments["aten-avx512-1-thread"] = {"ATEN_CPU_CAPABILITY": "avx512", "OMP_NUM_THREADS": "1"}
+        environments |= AVX512_ENVIRONMENT
     return environments
 
 
-def tolerances(measured_by_environment: Mapping[str, Mapping[str, float]], reference: str = "native"
+def tolerances(measured_by_environment: Mapping[str, Mapping[str, float]], reference: str | None = None
                ) -> dict[str, Expected]:
     """``{name: Expected}`` from the values measured in each float environment: the expected value is the
-    ``reference`` environment's, the tolerance :data:`TOLERANCE_MARGIN` times the largest deviation from it
-    (at least the kind's floor), rounded up to the printed precision."""
+    ``reference`` environment's (default: the first), the tolerance :data:`TOLERANCE_MARGIN` times the largest
+    deviation from it (at least the kind's floor), rounded up to the printed precision."""
+    reference = next(iter(measured_by_environment), None) if reference is None else reference
     if reference not in measured_by_environment:
         raise ItrlibError(f"no measurements of the reference environment {reference!r}")
     expected = {}
@@ -364,53 +420,14 @@ def tolerances(measured_by_environment: Mapping[str, Mapping[str, float]], refer
     return expected
 
 
-def spread_table(measured_by_environment: Mapping[str, Mapping[str, float]], expected: Mapping[str, Expected]
-                 ) -> str:
-    """Markdown table: each checked value in every environment, its range, tolerance and catch margin."""
-    environments = list(measured_by_environment)
-    lines = ["| value | " + " | ".join(environments) + " | spread | tolerance |",
-             "|---|" + "---:|" * (len(environments) + 2)]
-    for name in sorted(expected):
-        e = expected[name]
-        cells = [format_value(name, measured_by_environment[env][name]) if name in measured_by_environment[env]
-                 else "–" for env in environments]
-        spread = "" if e.low is None else format_value(name, e.high - e.low)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} | ±{format_value(name, e.tolerance)} |")
-    return "\n".join(lines)
+Measurements = dict[tuple[str, str], dict[str, float]]
+"""``{(machine, environment): {name: value}}``: one float environment's smoke values on one machine."""
+_MEASURED_COLUMNS = ("machine", "environment", "quantity", "value")
 
 
-def write_spread_report(measured_by_environment: Mapping[str, Mapping[str, float]],
-                        environments: Mapping[str, Mapping[str, str]], expected: Mapping[str, Expected],
-                        path: str | Path, note: str = "") -> Path:
-    """``README.md`` beside the expected values: how they were measured (``note``: anything else a reader
-    should know about this measurement), the rule, and the spread table."""
-    from itrlib.io import atomic_write_text
-
-    extra = f"\n{note}\n" if note else ""
-    described = "\n".join(f"- `{name}`: " + (" ".join(f"{k}={v}" for k, v in env.items()) or "the machine's defaults")
-                          for name, env in environments.items())
-    text = f"""# Expected smoke values and their tolerances
-
-Written by `make measure-tolerances` (`python -m itrlib.regression measure-spread`); `expected.csv` is what
-the notebooks' checked cells compare with (`make test`). Do not edit by hand: `make
-refresh-notebook-outputs` updates the expected values after a change meant to move them (tolerances kept),
-`make measure-tolerances` re-measures the tolerances.
-
-## How the tolerances were measured
-Every notebook was executed from scratch under the smoke profile in each float environment below, on one
-machine ({platform.machine()}, {_cpu_name()}, {os.cpu_count()} CPUs). The expected value is the one of
-`native`; a value's tolerance is {TOLERANCE_MARGIN:g} × its largest deviation from it across the
-environments, at least {KINDS[0].tolerance_floor:g} for an rSum (one flipped i2t query among the smoke
-profile's 40 f30k1k test images moves an rSum by 2.5) and {KINDS[1].tolerance_floor:g} for a training loss, rounded
-up to the printed precision.
-
-{described}
-{extra}
-## Measured values
-{spread_table(measured_by_environment, expected)}
-"""
-    atomic_write_text(path, text)
-    return Path(path)
+def machine_label() -> str:
+    """This machine as the measurements name it: architecture, CPU model and CPU count."""
+    return f"{platform.machine()}, {_cpu_name()}, {os.cpu_count()} CPUs"
 
 
 def _cpu_name() -> str:
@@ -422,6 +439,95 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def read_measured(path: str | Path) -> Measurements:
+    """Every row of a measured-values file (:data:`MEASURED_FILE`), in file order; no file: none."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and set(rows[0]) != set(_MEASURED_COLUMNS):
+        raise ItrlibError(f"{path}: columns {sorted(rows[0])}, expected {list(_MEASURED_COLUMNS)}")
+    measured: Measurements = {}
+    for row in rows:
+        measured.setdefault((row["machine"], row["environment"]), {})[row["quantity"]] = float(row["value"])
+    return measured
+
+
+def write_measured(measured: Measurements, path: str | Path) -> Path:
+    """Write ``measured`` as the measured-values CSV (machines and environments in order, names sorted)."""
+    from itrlib.io import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_MEASURED_COLUMNS)
+    for (machine, environment), values in measured.items():
+        for name in sorted(values):
+            writer.writerow([machine, environment, name, format_value(name, values[name])])
+    atomic_write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def _machine_letters(measured: Measurements) -> dict[str, str]:
+    return {machine: chr(ord("A") + i) for i, machine in enumerate(dict.fromkeys(m for m, _ in measured))}
+
+
+def spread_table(measured: Measurements, expected: Mapping[str, Expected]) -> str:
+    """Markdown table: each checked value on every machine (A, B, ...) and environment, its range and
+    tolerance."""
+    letters = _machine_letters(measured)
+    lines = ["| value | " + " | ".join(f"{letters[m]} {e}" for m, e in measured) + " | spread | tolerance |",
+             "|---|" + "---:|" * (len(measured) + 2)]
+    for name in sorted(expected):
+        e = expected[name]
+        cells = [format_value(name, values[name]) if name in values else "–" for values in measured.values()]
+        spread = "" if e.low is None else format_value(name, e.high - e.low)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {spread} | ±{format_value(name, e.tolerance)} |")
+    return "\n".join(lines)
+
+
+def write_spread_report(measured: Measurements, expected: Mapping[str, Expected], path: str | Path) -> Path:
+    """``README.md`` beside the expected values: the machines and environments measured, the rule, and the
+    spread table."""
+    from itrlib.io import atomic_write_text
+
+    letters = _machine_letters(measured)
+    machines = "\n".join(f"- {letter}: {machine}; " + ", ".join(f"`{e}`" for m, e in measured if m == machine)
+                         for machine, letter in letters.items())
+    described = "\n".join(f"- `{name}`: " + (" ".join(f"{k}={v}" for k, v in variables.items())
+                                             or "the machine's defaults")
+                          for name, variables in (FLOAT_ENVIRONMENTS | AVX512_ENVIRONMENT).items()
+                          if any(e == name for _, e in measured))
+    reference = next(iter(letters), "?")
+    text = f"""# Expected smoke values and their tolerances
+
+Written by `make measure-tolerances` (`python -m itrlib.regression measure-spread`) from `measured.csv`;
+`expected.csv` is what the notebooks' checked cells compare with (`make test`). Do not edit by hand: `make
+refresh-notebook-outputs` updates the expected values after a change meant to move them (tolerances kept),
+`make measure-tolerances` re-measures the tolerances on the machine it runs on.
+
+## How the tolerances were measured
+Every notebook was executed from scratch under the smoke profile in each float environment below, on each
+machine below. `make measure-tolerances` replaces the rows of the machine it runs on and keeps the others, so
+the tolerances cover every CPU measured. The expected value is the one of `native` on machine
+{letters.get(reference, "A")}; a value's tolerance is {TOLERANCE_MARGIN:g} × its largest deviation from it across all
+machines and environments, at least {KINDS[0].tolerance_floor:g} for an rSum (one flipped i2t query among the smoke
+profile's 40 f30k1k test images moves an rSum by 2.5) and {KINDS[1].tolerance_floor:g} for a training loss, rounded
+up to the printed precision.
+
+Machines:
+{machines}
+
+Float environments:
+{described}
+
+## Measured values
+{spread_table(measured, expected)}
+"""
+    atomic_write_text(path, text)
+    return Path(path)
+
+
 def measured_in_folder(folder: str | Path) -> dict[str, float]:
     """Every measured value of the executed notebooks in ``folder`` (one float environment's run)."""
     values: dict[str, float] = {}
@@ -430,14 +536,48 @@ def measured_in_folder(folder: str | Path) -> dict[str, float]:
     return values
 
 
-def record_tolerances(folders: Mapping[str, str | Path], environments: Mapping[str, Mapping[str, str]],
-                      expected_file: str | Path | None = None) -> dict[str, Expected]:
-    """Tolerances from the executed notebooks of each environment (``{environment: folder}``), written to the
-    expected-values file and its README."""
-    measured = {name: measured_in_folder(folder) for name, folder in folders.items()}
-    expected = tolerances(measured)
-    path = write_expected(expected, expected_file)
-    write_spread_report(measured, environments, expected, path.parent / "README.md")
+def rewrite_verdicts(expected: Mapping[str, Expected], root: str | Path | None = None) -> list[Path]:
+    """Rewrite the verdict lines of the committed notebooks' checked cells as they read with ``expected``
+    (``ok`` at the expected value: what nbval compares); returns the notebooks changed."""
+    import nbformat
+
+    from itrlib.notebook import find_project_root
+    from itrlib.notebook_runner import project_notebooks
+
+    root = Path(root or find_project_root())
+    changed = []
+    for notebook_path in project_notebooks(root):
+        notebook = _read_notebook(root / notebook_path)
+        before = nbformat.writes(notebook)
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []) if is_checked(cell) else []:
+                if output.output_type == "stream" and output.name == "stdout":
+                    output.text = _refresh_verdicts(output.text, expected)
+        if nbformat.writes(notebook) != before:
+            nbformat.write(notebook, root / notebook_path)
+            changed.append(root / notebook_path)
+    return changed
+
+
+def record_tolerances(folders: Mapping[str, str | Path], expected_file: str | Path | None = None,
+                      machine: str | None = None) -> dict[str, Expected]:
+    """Tolerances from the executed notebooks of each environment of this ``machine`` (``{environment:
+    folder}``) and every other machine's rows of the measured-values file beside ``expected_file``: writes
+    that file, the expected values, their README, and (for the project's own ``expected.csv``) the committed
+    notebooks' verdict lines. The reference is ``native`` on the first machine of the file."""
+    machine = machine or machine_label()
+    path = Path(expected_file) if expected_file else expected_path()
+    measured_path = path.with_name(MEASURED_FILE.name)
+    measured = {key: values for key, values in read_measured(measured_path).items() if key[0] != machine}
+    measured |= {(machine, environment): measured_in_folder(folder) for environment, folder in folders.items()}
+    labels = {f"{m}: {e}": values for (m, e), values in measured.items()}
+    first = next(iter(measured))[0]
+    expected = tolerances(labels, f"{first}: native" if (first, "native") in measured else None)
+    write_measured(measured, measured_path)
+    write_expected(expected, path)
+    write_spread_report(measured, expected, path.parent / "README.md")
+    if expected_file is None:
+        rewrite_verdicts(expected)
     return expected
 
 
@@ -462,11 +602,12 @@ def measure_spread(out_dir: str | Path, environments: Mapping[str, Mapping[str, 
         folders[name] = out_dir / name
         shutil.rmtree(folders[name], ignore_errors=True)
         shutil.copytree(smoke / "notebooks", folders[name])
-    return record_tolerances(folders, environments)
+    return record_tolerances(folders)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m itrlib.regression {prepare,refresh-outputs,tolerances,measure-spread}`` (the Makefile's)."""
+    """``python -m itrlib.regression {prepare,nbval,refresh-outputs,tolerances,measure-spread}`` (the
+    Makefile's)."""
     parser = argparse.ArgumentParser(prog="python -m itrlib.regression", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="write every notebook with the profile's parameters injected")
@@ -476,12 +617,14 @@ def main(argv: list[str] | None = None) -> int:
                                   help="take the expected values and checked outputs from an executed notebook")
     refresh.add_argument("executed", type=Path)
     refresh.add_argument("committed", type=Path)
+    nbval = commands.add_parser("nbval", help="run nbval over prepared notebooks, one process per shard at once")
+    nbval.add_argument("folder", type=Path)
     measure = commands.add_parser("measure-spread", help="run the smoke notebooks under every float environment "
                                                          "and write the tolerances")
     measure.add_argument("out_dir", type=Path, help="where each environment's executed notebooks are kept")
-    record = commands.add_parser("tolerances", help="write the tolerances from folders of executed notebooks")
-    record.add_argument("folders", nargs="+", metavar="ENVIRONMENT=FOLDER",
-                        help="one per float environment; the first is the reference")
+    record = commands.add_parser("tolerances", help="write the tolerances from folders of executed notebooks "
+                                                     "(this machine's environments) and the other machines' rows")
+    record.add_argument("folders", nargs="+", metavar="ENVIRONMENT=FOLDER", help="one per float environment")
     args = parser.parse_args(argv)
     try:
         if args.command == "prepare":
@@ -491,13 +634,13 @@ def main(argv: list[str] | None = None) -> int:
             measured = refresh_outputs(args.executed, args.committed)
             print(f"{args.committed}: {len(measured)} expected values and the checked outputs refreshed "
                   f"from {args.executed}")
+        elif args.command == "nbval":
+            return run_nbval(args.folder)
         elif args.command == "measure-spread":
             expected = measure_spread(args.out_dir)
             print(f"{len(expected)} tolerances written to {expected_path()}")
         else:
-            folders = dict(item.split("=", 1) for item in args.folders)
-            environments = {name: float_environments().get(name, {}) for name in folders}
-            expected = record_tolerances(folders, environments)
+            expected = record_tolerances(dict(item.split("=", 1) for item in args.folders))
             print(f"{len(expected)} tolerances written to {expected_path()}")
     except ItrlibError as exc:
         print(f"error: {exc}", file=sys.stderr)

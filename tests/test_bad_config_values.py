@@ -2,6 +2,7 @@
 one ``error:`` line naming the key (and the file), exit code 2, no run folder left behind."""
 
 import dataclasses
+import re
 import shutil
 import types
 import typing
@@ -117,6 +118,19 @@ def test_bad_values_fail_at_load_on_the_command_line(capsys, tmp_path, smoke_dat
 def test_user_num_slots_must_match_the_regions_per_image(capsys, tmp_path, smoke_data):
     err = _train(capsys, tmp_path, "user_smoke", f"data.root={smoke_data}", "model.num_slots=20")
     assert "model.num_slots=20" in err and f"the 36 regions per image of {smoke_data / 'train_ims.npy'}" in err
+
+
+def test_user_num_slots_is_checked_before_evaluating_other_data(smoke_data):
+    from itrlib.data.precomp import open_split
+    from itrlib.evaluation.evaluate import evaluate_split
+    from itrlib.evaluation.protocols import Protocol
+
+    split = open_split(smoke_data, "test")
+    # a model whose config is all that evaluate_split reads before the check
+    model = types.SimpleNamespace(config=load_config("user_smoke", ["model.num_slots=20"]).model)
+    with pytest.raises(ConfigError, match=rf"model\.num_slots=20 does not match the 36 regions per image of "
+                                          rf"{re.escape(str(smoke_data / 'test_ims.npy'))} \(split 'test'\)"):
+        evaluate_split(model, split, tokenizer=None, protocols=[Protocol("f30k1k", "test", 1, "")])
 
 
 def test_user_slot_norm_refuses_region_dropout_at_the_start_of_a_run(capsys, tmp_path, smoke_data):

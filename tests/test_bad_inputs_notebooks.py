@@ -10,7 +10,7 @@ from papermill.exceptions import PapermillExecutionError
 
 import itrlib.data.synth
 from itrlib.cli import _parser, main
-from itrlib.errors import ConfigError, DataError
+from itrlib.errors import ConfigError, DataError, ItrlibError
 from itrlib.notebook import check_parameters
 from itrlib.profiles import check_overrides, ensure_data, run_config
 
@@ -79,6 +79,16 @@ def test_notebooks_with_a_missing_data_folder_fail_in_one_line_before_any_kernel
 def test_the_notebook_parameter_check_refuses_a_missing_data_root(tmp_path):
     namespace = {"profile": "smoke", "data_root": str(tmp_path / "absent"), "bert_path": None, "overrides": []}
     with pytest.raises(DataError, match=r"data folder .*absent does not exist"):
+        check_parameters(namespace, PARAMETERS)
+
+
+def test_text_encoder_weights_that_are_not_here_fail_before_any_kernel(tiny_project, tmp_path, capsys):
+    missing = tmp_path / "no_such_bert"
+    assert main(["notebooks", "--profile", "smoke", "--bert", str(missing)]) == 2
+    assert f"text.bert_path={str(missing)!r} is neither an existing folder" in _one_error_line(capsys)
+    assert tiny_project == []
+    namespace = {"profile": "smoke", "data_root": None, "bert_path": str(missing), "overrides": []}
+    with pytest.raises(ItrlibError, match="is neither an existing folder"):
         check_parameters(namespace, PARAMETERS)
 
 

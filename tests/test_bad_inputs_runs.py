@@ -279,6 +279,24 @@ def test_train_into_an_unwritable_output_dir_fails_at_once(smoke_data, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
 
 
+def test_a_run_lock_that_cannot_be_written_names_the_file_and_creates_nothing(tmp_path, monkeypatch):
+    from itrlib.engine.run_lock import RunLock
+
+    blocker = tmp_path / "outputs"
+    blocker.write_text("a file where the runs folder should be")
+    with pytest.raises(WriteError, match=f"cannot write the run's lock file to {blocker / 'run' / 'train.lock'}: "
+                                         f"{blocker} is a file, not a folder"):
+        RunLock(blocker / "run").acquire()
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "open", refuse)  # what a read-only mount does even to root
+    with pytest.raises(WriteError, match=r"cannot write the run's lock file .*train\.lock: Read-only file system"):
+        RunLock(tmp_path / "run").acquire()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
+
+
 FILE_SIZE_LIMIT = """\
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond the limit fails with EFBIG instead of killing

@@ -1,5 +1,7 @@
 """Training engine: determinism, resume equivalence, atomic artefacts, bad-input errors."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -90,6 +92,17 @@ def test_finished_run_is_not_retrained_and_other_config_is_refused(smoke_data, f
     assert len(read_jsonl(ref_dir / "metrics.jsonl")) == lines + 1  # only a resume marker
     with pytest.raises(ItrlibError, match="different config"):
         Trainer(fast_config(smoke_data, out, "ref", KEEP_LAST, "train.lr=1e-3"), progress=False)
+
+
+def test_a_last_pt_that_cannot_resume_is_named_and_left_alone(smoke_data, tmp_path, fast_config, reference_run):
+    ref_dir, _ = reference_run
+    run = tmp_path / "ref"
+    run.mkdir()
+    shutil.copy(ref_dir / "best.pt", run / "last.pt")  # best.pt holds the model, not the optimiser or RNG
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(ItrlibError, match=r"last\.pt cannot resume this run: it lacks optimizer, batch_in_epoch"):
+        Trainer(fast_config(smoke_data, tmp_path, "ref", KEEP_LAST), progress=False)
+    assert (run / "last.pt").read_bytes() == before and sorted(p.name for p in run.iterdir()) == ["last.pt"]
 
 
 def test_unknown_loss_weight_is_an_error(smoke_data, tmp_path, fast_config):

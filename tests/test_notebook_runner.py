@@ -32,8 +32,10 @@ def test_executed_names_are_flat_and_distinct():
 def test_parameters_pass_only_what_is_given_and_check_the_profile(tmp_path):
     assert notebook_parameters("embedded") == {"profile": "embedded"}
     data = str(tmp_path)
-    assert notebook_parameters("f30k", data_root=data, bert_path="/b", overrides=["train.epochs=2"]) == {
-        "profile": "f30k", "data_root": data, "bert_path": "/b", "overrides": ["train.epochs=2"]}
+    assert notebook_parameters("f30k", data_root=data, bert_path="minilm", overrides=["train.epochs=2"]) == {
+        "profile": "f30k", "data_root": data, "bert_path": "minilm", "overrides": ["train.epochs=2"]}
+    with pytest.raises(ItrlibError, match=r"text\.bert_path='/no/bert' is neither an existing folder"):
+        notebook_parameters("f30k", data_root=data, bert_path="/no/bert")
     with pytest.raises(ConfigError, match="unknown profile 'f30"):
         notebook_parameters("f30")
 

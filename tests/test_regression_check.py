@@ -13,9 +13,11 @@ import itrlib.models.vse as vse
 from itrlib.errors import ItrlibError
 from itrlib.experiments import train_and_evaluate
 from itrlib.losses.triplet import triplet_loss
+from itrlib.notebook_runner import executed_name, project_notebooks
 from itrlib.profiles import CODE_STAMP, code_fingerprint, get_profile, prepare_run_dir, run_config
 from itrlib.regression import (
     EXPECTED_FILE,
+    NBVAL_SHARDS,
     Expected,
     check_summary,
     failures,
@@ -23,12 +25,16 @@ from itrlib.regression import (
     is_measured,
     parse_quantities,
     read_expected,
+    read_measured,
+    record_tolerances,
     refresh_outputs,
     rsum_values,
+    shard_index,
     smoke_summary,
     tolerances,
     verdict,
     write_expected,
+    write_measured,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +87,49 @@ def test_tolerances_are_twice_the_largest_deviation_from_the_reference_at_least_
     assert tolerances({"native": {"A f30k1k rSum": 100.0}, "b": {"A f30k1k rSum": 100.4}})[
         "A f30k1k rSum"].tolerance == 2.5
     with pytest.raises(ItrlibError, match="reference"):
-        tolerances({"other": {}})
+        tolerances({"other": {}}, "native")
+    assert tolerances({"first": {"A f30k1k rSum": 300.0}, "second": {"A f30k1k rSum": 310.0}})[
+        "A f30k1k rSum"] == Expected(300.0, 20.0, 300.0, 310.0, 2)
+
+
+def _executed_folder(folder: Path, values: dict[str, float]) -> Path:
+    """A folder holding one executed notebook whose measured cell printed ``values``."""
+    folder.mkdir(parents=True)
+    cell = nbformat.v4.new_code_cell("# REGRESSION_MEASURED\nprint(summary)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                           text="".join(f"{name} {value}\n" for name, value in values.items()))]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder / "nb.ipynb")
+    return folder
+
+
+def test_tolerances_cover_every_machine_measured_and_a_new_measurement_replaces_its_own_machine(tmp_path):
+    expected_file = tmp_path / "expected.csv"
+    write_measured({("A", "native"): {"V f30k1k rSum": 300.0, "U last-epoch loss": -2.0},
+                    ("A", "one-thread"): {"V f30k1k rSum": 302.0, "U last-epoch loss": -2.0}},
+                   tmp_path / "measured.csv")
+    folders = {"native": _executed_folder(tmp_path / "b1", {"V f30k1k rSum": 296.0, "U last-epoch loss": -2.001}),
+               "aten-avx512-1-thread": _executed_folder(tmp_path / "b2",
+                                                        {"V f30k1k rSum": 301.0, "U last-epoch loss": -2.0})}
+    expected = record_tolerances(folders, expected_file, machine="B")
+    assert expected["V f30k1k rSum"] == Expected(300.0, 8.0, 296.0, 302.0, 4)  # A native is the reference
+    assert expected["U last-epoch loss"] == Expected(-2.0, 0.002, -2.001, -2.0, 4)
+    assert read_expected(expected_file) == expected
+    report = (tmp_path / "README.md").read_text()
+    assert "- A: A; `native`, `one-thread`" in report and "- B: B; `native`, `aten-avx512-1-thread`" in report
+    assert "| V f30k1k rSum | 300.0 | 302.0 | 296.0 | 301.0 | 6.0 | ±8.0 |" in report
+    # measured again on B: its rows are replaced, A's kept
+    again = record_tolerances({"native": folders["native"]}, expected_file, machine="B")
+    assert list(read_measured(tmp_path / "measured.csv")) == [("A", "native"), ("A", "one-thread"), ("B", "native")]
+    assert again["V f30k1k rSum"] == Expected(300.0, 8.0, 296.0, 302.0, 3)
+
+
+def test_every_notebook_is_in_one_nbval_shard_and_notebooks_sharing_a_run_share_a_shard():
+    shards = {shard_index(executed_name(nb)) for nb in project_notebooks(ROOT)}
+    assert shards == set(range(len(NBVAL_SHARDS)))
+    # afa/01 reports 00_baseline's VSE∞ run: one process must train it
+    assert shard_index("00_baseline.ipynb") == shard_index("afa__01_train_eval.ipynb")
+    with pytest.raises(ItrlibError, match=r"newpaper__01\.ipynb: in no shard"):
+        shard_index("newpaper__01.ipynb")
 
 
 def test_the_expected_values_file_round_trips(tmp_path):

@@ -15,6 +15,8 @@ LAST = "last.pt"
 BEST = "best.pt"
 REQUIRED_KEYS = ("model", "feature_dim", "epoch")
 """Entries of every checkpoint the trainer writes (``best.pt`` and ``last.pt``)."""
+RESUME_KEYS = ("optimizer", "batch_in_epoch", "global_step", "best", "rng", "metrics_lines")
+"""Further entries of ``last.pt``: what a run resumes from."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ nothing else was written there).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import TextIO
 
 from itrlib.errors import ItrlibError
+from itrlib.io import WriteError, check_writable
 
 LOCK_FILE = "train.lock"
 
@@ -40,9 +42,18 @@ class RunLock:
     def acquire(self) -> RunLock:
         if self.held:
             return self
+        check_writable(self.path, "the run's lock file")  # nothing created when the folder cannot be
         self._created_folder = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle = self._lock_file()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle = self._lock_file()
+        except ItrlibError:
+            raise
+        except OSError as exc:
+            if self._created_folder:
+                with contextlib.suppress(OSError):
+                    self.folder.rmdir()
+            raise WriteError(f"cannot write the run's lock file {self.path}: {exc.strerror or exc}") from exc
         previous = _read_holder(handle)
         if previous:
             warnings.warn(f"took over the stale lock {self.path} of {_describe(previous)}: that process ended "

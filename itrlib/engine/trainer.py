@@ -33,7 +33,7 @@ from itrlib.data.datasets import PairDataset
 from itrlib.data.scan_cache import check_split_features
 from itrlib.data.side_inputs import load_side_inputs
 from itrlib.devices import resolve_device
-from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from itrlib.engine.checkpoint import BEST, LAST, RESUME_KEYS, load_checkpoint, save_checkpoint
 from itrlib.engine.components import (
     CONFIG_FILE,
     VOCAB_FILE,
@@ -278,6 +278,10 @@ class Trainer:
         if not path.exists():
             return self._finished_state()
         state = load_checkpoint(path)
+        missing = [key for key in RESUME_KEYS if key not in state]
+        if missing:
+            raise ItrlibError(f"{path} cannot resume this run: it lacks {', '.join(missing)} (is it a copy of "
+                              f"{BEST}?); delete it to train from scratch, or choose another name=")
         check_same_run(stored_config(state.get("config"), path), self.config, path,
                        f"{self.run_dir} holds another run: choose another name= or delete the folder")
         if state["epoch"] > self.config.train.epochs:

@@ -45,6 +45,9 @@ def evaluate_split(model: RetrievalModel, split: PrecompSplit, tokenizer: Tokeni
     if not protocols or wrong:
         raise ValueError(f"evaluate_split on split {split.split!r} got protocols {[p.name for p in protocols]}"
                          f"{f'; {wrong} evaluate another split' if wrong else ''}")
+    check_split = getattr(model.config, "check_split", None)  # a model field the data contradicts (USER)
+    if check_split is not None:
+        check_split(split)
     device = torch.device(device)
     start = time.perf_counter()
     img_emb, cap_emb = encode_split(model, split, tokenizer, batch_size=batch_size, device=device, amp=amp,

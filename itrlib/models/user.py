@@ -132,11 +132,16 @@ class USERConfig(VSEEncoderConfig):
                               f"{self.num_slots} regions of every image: set data.region_keep_prob=1.0 (as the "
                               "released USER loader) or model.sge_local_norm=feature")
         for split in splits:
-            if split.n_regions != self.num_slots:
-                raise ConfigError(f"model.num_slots={self.num_slots} does not match the {split.n_regions} regions "
-                                  f"per image of {split.images_path} (split {split.split!r}): SGE's slot BatchNorm "
-                                  f"(model.sge_local_norm=slot) needs one slot per region; set model.num_slots="
-                                  f"{split.n_regions}")
+            self.check_split(split)
+
+    def check_split(self, split: PrecompSplit) -> None:
+        """Before encoding ``split`` (training or evaluation): SGE's slot BatchNorm takes exactly
+        ``num_slots`` regions per image."""
+        if self.slot_norm and split.n_regions != self.num_slots:
+            raise ConfigError(f"model.num_slots={self.num_slots} does not match the {split.n_regions} regions "
+                              f"per image of {split.images_path} (split {split.split!r}): SGE's slot BatchNorm "
+                              f"(model.sge_local_norm=slot) needs one slot per region; set model.num_slots="
+                              f"{split.n_regions}")
 
 
 class USERImageEncoder(nn.Module):
