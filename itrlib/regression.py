@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from itrlib.data.synth import CAPTIONS_PER_IMAGE, SIZES
 from itrlib.errors import ItrlibError
+from itrlib.evaluation.protocols import PROTOCOLS
 
 if TYPE_CHECKING:
     import nbformat
@@ -79,7 +81,8 @@ FLOAT_ENVIRONMENTS: dict[str, dict[str, str]] = {
 AVX-512 rows are added where the CPU has it (:func:`float_environments`)."""
 AVX512_ENVIRONMENT = {"aten-avx512-1-thread": {"ATEN_CPU_CAPABILITY": "avx512", "OMP_NUM_THREADS": "1"}}
 _QUANTITY = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss)) (?P<value>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)$")
-_VERDICT = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss))(?: within ±\S+ of \S+: |: no expected value ).*$")
+_VERDICT = re.compile(r"^(?P<name>.+(?: rSum| last-epoch loss))"
+                      r"(?: within ±\S+ of \S+: |: no expected value |: not checked: ).*$")
 
 
 def _kind(name: str) -> Kind:
@@ -209,10 +212,37 @@ def write_expected(expected: Mapping[str, Expected], path: str | Path | None = N
     return path
 
 
+def smoke_chance_rsum(protocol: str) -> float:
+    """Expected rSum of random scores under ``protocol`` on the smoke data (5 captions per image): i2t R@K =
+    1 - C(5n - 5, K) / C(5n, K), t2i R@K = min(K / n, 1), with n the images of one evaluation (fold)."""
+    definition = PROTOCOLS[protocol]
+    n = SIZES["smoke"][definition.split] // definition.folds
+    captions = CAPTIONS_PER_IMAGE * n
+    i2t = sum(1 - math.comb(captions - CAPTIONS_PER_IMAGE, k) / math.comb(captions, k) for k in (1, 5, 10))
+    t2i = sum(min(k / n, 1.0) for k in (1, 5, 10))
+    return 100 * (i2t + t2i)
+
+
+def void_check(name: str, expected: Expected) -> str | None:
+    """Why the check of ``name`` would check nothing, or None: an rSum whose tolerance reaches down to the
+    chance level of its protocol (a model scoring at random would pass)."""
+    if _kind(name).suffix != " rSum":
+        return None
+    chance = smoke_chance_rsum(name.split()[-2])
+    if expected.value - expected.tolerance > chance:
+        return None
+    return (f"not checked: its tolerance ±{format_value(name, expected.tolerance)} across float environments "
+            f"reaches the chance level {chance:.1f}")
+
+
 def verdict(name: str, measured: float | None, expected: Expected | None) -> str:
-    """One checked line: ``<name> within ±<tolerance> of <expected>: ok`` or ``...: FAILED, measured <v>``."""
+    """One checked line: ``<name> within ±<tolerance> of <expected>: ok`` or ``...: FAILED, measured <v>``, or
+    ``<name>: not checked: ...`` when the tolerance reaches chance level (:func:`void_check`)."""
     if expected is None:
         return f"{name}: no expected value in {EXPECTED_FILE} (make refresh-notebook-outputs)"
+    void = void_check(name, expected)
+    if void:
+        return f"{name}: {void}"
     head = (f"{name} within ±{format_value(name, expected.tolerance)} of "
             f"{format_value(name, expected.value)}")
     if measured is None:
@@ -231,10 +261,10 @@ def check_summary(measured_text: str, profile: str, expected: Mapping[str, Expec
 
 
 def failures(measured: Mapping[str, float], expected: Mapping[str, Expected]) -> list[str]:
-    """The verdicts of ``measured`` that are not ``ok`` (values of ``expected`` that were not measured are
-    not failures here: a notebook checks only its own values)."""
+    """The verdicts of ``measured`` that are neither ``ok`` nor ``not checked`` (values of ``expected`` that
+    were not measured are not failures here: a notebook checks only its own values)."""
     lines = (verdict(name, value, expected.get(name)) for name, value in measured.items())
-    return [line for line in lines if not line.endswith(": ok")]
+    return [line for line in lines if not line.endswith(": ok") and ": not checked: " not in line]
 
 
 def _read_notebook(path: str | Path) -> nbformat.NotebookNode:
@@ -499,6 +529,7 @@ def write_spread_report(measured: Measurements, expected: Mapping[str, Expected]
                           for name, variables in (FLOAT_ENVIRONMENTS | AVX512_ENVIRONMENT).items()
                           if any(e == name for _, e in measured))
     reference = next(iter(letters), "?")
+    chance = {protocol: smoke_chance_rsum(protocol) for protocol in ("f30k1k", "coco1k")}
     text = f"""# Expected smoke values and their tolerances
 
 Written by `make measure-tolerances` (`python -m itrlib.regression measure-spread`) from `measured.csv`;
@@ -513,7 +544,9 @@ the tolerances cover every CPU measured. The expected value is the one of `nativ
 {letters.get(reference, "A")}; a value's tolerance is {TOLERANCE_MARGIN:g} × its largest deviation from it across all
 machines and environments, at least {KINDS[0].tolerance_floor:g} for an rSum (one flipped i2t query among the smoke
 profile's 40 f30k1k test images moves an rSum by 2.5) and {KINDS[1].tolerance_floor:g} for a training loss, rounded
-up to the printed precision.
+up to the printed precision. An rSum whose tolerance reaches down to the chance level of its protocol (random
+scores: {chance["f30k1k"]:.1f} at f30k1k, {chance["coco1k"]:.1f} at coco1k on the smoke data) would pass for a model
+that learned nothing: its verdict says `not checked` instead.
 
 Machines:
 {machines}
