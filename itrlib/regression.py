@@ -313,6 +313,13 @@ def _refresh_verdicts(text: str, expected: Mapping[str, Expected]) -> str:
                    for part in text.splitlines(keepends=True))
 
 
+def _refresh_cell_verdicts(cell: nbformat.NotebookNode, expected: Mapping[str, Expected]) -> None:
+    """The verdict lines of ``cell``'s printed output as they read at the expected values."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream" and output.name == "stdout":
+            output.text = _refresh_verdicts(output.text, expected)
+
+
 def refresh_outputs(executed: str | Path, committed: str | Path, expected_file: str | Path | None = None
                     ) -> dict[str, float]:
     """Take the expected values of ``committed`` from ``executed`` (a papermill run of it under the smoke
@@ -339,9 +346,7 @@ def refresh_outputs(executed: str | Path, committed: str | Path, expected_file: 
         checked = is_checked(cell)
         cell.outputs = source.outputs if checked else []
         cell.execution_count = source.execution_count if checked else None
-        for output in cell.outputs:
-            if output.output_type == "stream" and output.name == "stdout":
-                output.text = _refresh_verdicts(output.text, expected)
+        _refresh_cell_verdicts(cell, expected)
     write_expected(expected, expected_file)
     nbformat.write(notebook, committed)
     return measured
@@ -569,27 +574,23 @@ def measured_in_folder(folder: str | Path) -> dict[str, float]:
     return values
 
 
-def rewrite_verdicts(expected: Mapping[str, Expected], root: str | Path | None = None) -> list[Path]:
+def rewrite_verdicts(expected: Mapping[str, Expected], root: str | Path | None = None) -> None:
     """Rewrite the verdict lines of the committed notebooks' checked cells as they read with ``expected``
-    (``ok`` at the expected value: what nbval compares); returns the notebooks changed."""
+    (``ok`` at the expected value: what nbval compares); a notebook whose lines do not change is not written."""
     import nbformat
 
     from itrlib.notebook import find_project_root
     from itrlib.notebook_runner import project_notebooks
 
     root = Path(root or find_project_root())
-    changed = []
     for notebook_path in project_notebooks(root):
         notebook = _read_notebook(root / notebook_path)
         before = nbformat.writes(notebook)
         for cell in notebook.cells:
-            for output in cell.get("outputs", []) if is_checked(cell) else []:
-                if output.output_type == "stream" and output.name == "stdout":
-                    output.text = _refresh_verdicts(output.text, expected)
+            if is_checked(cell):
+                _refresh_cell_verdicts(cell, expected)
         if nbformat.writes(notebook) != before:
             nbformat.write(notebook, root / notebook_path)
-            changed.append(root / notebook_path)
-    return changed
 
 
 def record_tolerances(folders: Mapping[str, str | Path], expected_file: str | Path | None = None,

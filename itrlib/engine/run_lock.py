@@ -46,9 +46,7 @@ class RunLock:
         self._created_folder = not self.folder.exists()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle = self._lock_file()
-        except ItrlibError:
-            raise
+            handle = self._lock_file()  # ItrlibError when another process holds it
         except OSError as exc:
             if self._created_folder:
                 with contextlib.suppress(OSError):
