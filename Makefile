@@ -9,7 +9,7 @@ SYNTH_SIZE ?= small
 SYNTH_DATA := data/synthetic
 SMOKE_DATA := data/synthetic-smoke
 # every notebook under notebooks/ in the runner's order (00_baseline, afa/, user/, mvsen/), read when used
-NOTEBOOKS = $(shell $(PY) -c "from itrlib.notebook_runner import project_notebooks; print(*project_notebooks())")
+NOTEBOOKS = $(shell $(PY) -c "from itrlib.suite.notebook_runner import project_notebooks; print(*project_notebooks())")
 # make notebooks PROFILE=f30k DATA=/data/f30k_precomp BERT=/models/bert-base-uncased [ONLY=afa/02,user/03]
 #   [OVERRIDES="train.epochs=2"] (config overrides for every run)
 PROFILE ?= embedded
@@ -60,15 +60,17 @@ $(SMOKE_DATA)/dataset_card.json: $(STAMP) itrlib/data/synth.py
 
 # Executed notebooks, runs, tables and figures go to outputs/<profile>/ (timings.json beside the notebooks).
 notebooks: $(STAMP) $(if $(filter embedded,$(PROFILE)),data)
-	@echo "python -m itrlib notebooks $(strip $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) \
-	  $(if $(BERT),--bert $(BERT)) $(if $(ONLY),--only $(ONLY)))"
-	@$(PY) -m itrlib notebooks $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data $(DATA)) \
-	  $(if $(BERT),--bert $(BERT)) $(if $(ONLY),--only $(ONLY))
+	@echo "python -m itrlib.suite notebooks $(strip $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data-root $(DATA)) \
+	  $(if $(BERT),--bert-path $(BERT)) $(if $(ONLY),--only $(ONLY)))"
+	@$(PY) -m itrlib.suite notebooks $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data-root $(DATA)) \
+	  $(if $(BERT),--bert-path $(BERT)) $(if $(ONLY),--only $(ONLY))
 
 reproduce-tables:
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory notebooks PROFILE=$(PROFILE) || exit 1; \
 	for table in outputs/$(PROFILE)/tables/*.md; do echo; cat $$table; done; \
+	mkdir -p docs/results/$(PROFILE) && cp outputs/$(PROFILE)/tables/* docs/results/$(PROFILE)/ && \
+	echo && echo "tables copied to docs/results/$(PROFILE)/"; \
 	echo; echo "figures:"; ls -1 outputs/$(PROFILE)/figures; \
 	s=$$(( $$(date +%s) - start )); \
 	echo "make reproduce-tables: total wall time $$((s / 60)) min $$((s % 60)) s (install, data and notebooks)"
@@ -85,12 +87,12 @@ unit-tests: $(STAMP)
 # compares the output of the cells marked NBVAL_CHECK_OUTPUT with the committed one: one verdict per smoke value
 # (rSum, or a USER run's last-epoch loss) against notebooks/regression/expected.csv, within a tolerance measured
 # across float environments. Smoke runs start from scratch here and are shared between the notebooks. The
-# notebooks run in two concurrent nbval processes (itrlib.regression.NBVAL_SHARDS: notebooks sharing a run stay
+# notebooks run in two concurrent nbval processes (itrlib.suite.regression.NBVAL_SHARDS: notebooks sharing a run stay
 # in one), each with OMP_NUM_THREADS = CPUs / 2 unless set; their reports print at the end.
 notebook-tests: $(STAMP) data-smoke
 	@rm -rf $(NBVAL_DIR) $(SMOKE_OUTPUTS)
-	$(PY) -m itrlib.regression prepare $(NBVAL_DIR) --profile smoke
-	$(PY) -m itrlib.regression nbval $(NBVAL_DIR)
+	$(PY) -m itrlib.suite.regression prepare $(NBVAL_DIR) --profile smoke
+	$(PY) -m itrlib.suite.regression nbval $(NBVAL_DIR)
 
 # On purpose only (a change meant to move the smoke numbers): execute every notebook with papermill under the
 # smoke profile, from scratch, write its measured values into notebooks/regression/expected.csv (tolerances kept)
@@ -102,7 +104,7 @@ refresh-notebook-outputs: $(STAMP) data-smoke
 	  out=$(REFRESH_DIR)/$$(echo $$nb | sed 's|^notebooks/||; s|/|__|g'); \
 	  echo "papermill $$nb -> $$out (profile=smoke)"; \
 	  $(PY) -m papermill --log-output --no-progress-bar $$nb $$out -p profile smoke || exit 1; \
-	  $(PY) -m itrlib.regression refresh-outputs $$out $$nb || exit 1; \
+	  $(PY) -m itrlib.suite.regression refresh-outputs $$out $$nb || exit 1; \
 	done
 
 # On purpose only (tolerances re-measured, e.g. after a change of the smoke budget): run every notebook under the
@@ -110,10 +112,10 @@ refresh-notebook-outputs: $(STAMP) data-smoke
 # replace this machine's rows of notebooks/regression/measured.csv (other machines' rows kept), and write
 # expected.csv with its README (spread per value, machine and environment) and the notebooks' verdict lines.
 measure-tolerances: $(STAMP) data-smoke
-	$(PY) -m itrlib.regression measure-spread outputs/float-spread
+	$(PY) -m itrlib.suite.regression measure-spread outputs/float-spread
 
 bench: $(STAMP)
-	$(PY) -m itrlib.bench
+	$(PY) -m itrlib.suite.bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check itrlib tests

@@ -1,4 +1,8 @@
-"""Command line of itrlib: parses arguments and calls the library (``python -m itrlib --help`` lists the commands)."""
+"""Command line of itrlib: parses arguments and calls the library (``python -m itrlib --help`` lists the commands).
+
+Only light modules are imported at the top (config, precomp split names, protocol names): each command imports
+what it runs when it runs, so ``--help`` and argument errors answer at once, without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ import textwrap
 
 from itrlib.config import SCORE_DTYPES, TIE_RULES
 from itrlib.data.precomp import SPLITS
-from itrlib.data.synth import DEFAULT_FEATURE_DIM, SIZES
+from itrlib.data.synth_sizes import DEFAULT_FEATURE_DIM, SIZES
 from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.protocols import PROTOCOLS
-from itrlib.profiles import PROFILES
 
 PROG = "python -m itrlib"
 DESCRIPTION = f"""\
@@ -23,7 +26,7 @@ Here "{PROG}" means the project's .venv/bin/python -m itrlib when the project wa
 EPILOG = f'Run "{PROG} COMMAND --help" for the options of a command.'
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default; paragraphs of descriptions are wrapped separately.
 
     An option whose help already says "(default: ...)", a required option, and an option whose default is
@@ -49,11 +52,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                                          subsequent_indent=indent) for p in text.split("\n\n"))
 
 
-def _command(commands: argparse._SubParsersAction, name: str, summary: str,
+def add_command(commands: argparse._SubParsersAction, name: str, summary: str,
              details: str = "") -> argparse.ArgumentParser:
     """A subcommand: ``summary`` is its one line in the parent's list, ``summary + details`` its description."""
     description = f"{summary[0].upper()}{summary[1:]}." + (f"\n\n{details}" if details else "")
-    return commands.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter)
+    return commands.add_parser(name, help=summary, description=description, formatter_class=HelpFormatter)
 
 
 def _add_no_progress(parser: argparse.ArgumentParser) -> None:
@@ -74,13 +77,23 @@ def _add_ties(parser: argparse.ArgumentParser, default: str | None, default_text
                              f"stable follows the official code's stable sort{text}")
 
 
+def _add_protocols(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
+                        help=f"one or more of {', '.join(PROTOCOLS)}; protocols on the same split are ranked from "
+                             "one score matrix")
+
+
+def _add_max_pairs(parser: argparse.ArgumentParser, default_text: str) -> None:
+    parser.add_argument("--max-pairs-per-block", type=int, metavar="N",
+                        help=f"image-caption pairs scored per block, a memory budget (default: {default_text})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
-    protocols = ", ".join(PROTOCOLS)
 
-    train = _command(commands, "train", "train a model from a config (preset name or YAML)",
+    train = add_command(commands, "train", "train a model from a config (preset name or YAML)",
                      "Writes the run folder output_dir/name; a folder holding last.pt is resumed.")
     train.add_argument("--config", required=True,
                        help=f"preset name (list them with: {PROG} presets) or path of a YAML config file")
@@ -88,55 +101,57 @@ def _parser() -> argparse.ArgumentParser:
                        help="config overrides applied after the config, e.g. train.epochs=5 (default: none)")
     _add_no_progress(train)
 
-    ev = _command(commands, "eval", "evaluate a run or official checkpoint under paper protocols",
-                  "With --run: writes eval-PROTOCOL.json in the run folder and prints the metrics. With --arch: "
-                  "converts an official USER or VSE-infinity checkpoint (the authors' released .pth) to the "
-                  "suite's model, built from the user_f30k or baseline_f30k preset with the checkpoint's sizes, "
-                  "evaluates it the same way and prints the metrics (a JSON file only with --out).")
-    source = ev.add_mutually_exclusive_group(required=True)
-    one_of = "exactly one of --run, --arch is required"
-    source.add_argument("--run", help=f"run folder, e.g. outputs/runs/baseline ({one_of})")
-    source.add_argument("--arch", choices=["user", "vse"],
-                        help="architecture of the official checkpoint given by --checkpoint: user (zhangy0822/USER) "
-                             f"or vse (woodfrog/vse_infty VSE-infinity); needs --data and --bert ({one_of})")
-    ev.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
-                    help=f"one or more of {protocols}; protocols on the same split are encoded and scored once")
-    ev.add_argument("--data-root", help="with --run: precomp folder (default: the run's data.root)")
+    ev = add_command(commands, "eval", "evaluate a run folder under paper protocols",
+                     "A trained run or a composite run. Writes eval-PROTOCOL.json in the run folder and prints the "
+                     "metrics.")
+    ev.add_argument("--run", required=True, help="run folder, e.g. outputs/embedded/runs/baseline")
+    _add_protocols(ev)
+    ev.add_argument("--data-root", help="precomp folder (default: the run's data.root)")
     ev.add_argument("--split", help="split to evaluate (default: the protocol's split)")
-    ev.add_argument("--checkpoint", metavar="{best,last}|FILE",
-                    help="with --run: best (best.pt, best dev rSum) or last (last.pt, the last epoch); with "
-                         "--arch: the official checkpoint file, e.g. model_best.pth (default: best with --run; "
-                         "required with --arch)")
-    ev.add_argument("--data", metavar="DIR",
-                    help="with --arch: precomp folder to evaluate on (default: none; required with --arch)")
-    ev.add_argument("--bert", metavar="PATH",
-                    help="with --arch: local BERT folder the checkpoint was trained with, e.g. "
-                         "/models/bert-base-uncased (default: none; required with --arch)")
+    ev.add_argument("--checkpoint", choices=("best", "last"),
+                    help="trained runs: best (best.pt, best dev rSum) or last (last.pt, the last epoch) "
+                         "(default: best)")
     _add_device(ev)
-    _add_ties(ev, None, "the run's eval.ties; with --arch the preset's")
+    _add_ties(ev, None, "the run's eval.ties")
     ev.add_argument("--save-scores", choices=SCORE_DTYPES,
-                    help="with --run: write scores-SPLIT.npy in the run folder with this dtype, or none "
+                    help="write scores-SPLIT.npy in the run folder with this dtype, or none "
                          "(default: the run's eval.save_scores)")
-    ev.add_argument("--max-pairs-per-block", type=int, metavar="N",
-                    help="image-caption pairs scored per block, a memory budget "
-                         "(default: the run's eval.max_pairs_per_block, else the model's own)")
-    ev.add_argument("--out", metavar="FILE",
-                    help="with --arch: write the results (protocol -> metrics, per-query ranks, source) to this "
-                         "JSON file (default: print the metrics only)")
+    _add_max_pairs(ev, "the run's eval.max_pairs_per_block, else the model's own")
     _add_no_progress(ev)
 
-    es = _command(commands, "eval-scores", "rank a saved score matrix under protocols",
+    off = add_command(commands, "eval-official", "evaluate an official checkpoint of the authors",
+                   "Converts an official USER or VSE-infinity checkpoint (the authors' released .pth) to the "
+                   "suite's model, built from the user_f30k or baseline_f30k preset with the checkpoint's sizes, "
+                   "evaluates it as a run is evaluated and prints the metrics (a JSON file only with --out).")
+    off.add_argument("--arch", required=True, choices=["user", "vse"],
+                     help="architecture of the checkpoint: user (zhangy0822/USER) or vse (woodfrog/vse_infty "
+                          "VSE-infinity)")
+    off.add_argument("--checkpoint", required=True, metavar="FILE",
+                     help="the official checkpoint file, e.g. model_best.pth")
+    _add_protocols(off)
+    off.add_argument("--data-root", required=True, help="precomp folder to evaluate on")
+    off.add_argument("--bert-path", required=True,
+                     help="local BERT folder the checkpoint was trained with, e.g. /models/bert-base-uncased")
+    off.add_argument("--split", help="split to evaluate (default: the protocol's split)")
+    _add_device(off)
+    _add_ties(off, None, "the preset's eval.ties")
+    _add_max_pairs(off, "the preset's eval.max_pairs_per_block, else the model's own")
+    off.add_argument("--out", metavar="FILE",
+                     help="write the results (protocol -> metrics, per-query ranks, source) to this JSON file "
+                          "(default: print the metrics only)")
+    _add_no_progress(off)
+
+    es = add_command(commands, "eval-scores", "rank a saved score matrix under protocols",
                   "The matrix has one row per image and one column per caption (N_img, 5*N_img).")
     es.add_argument("scores", help=".npy file with one row per image and one column per caption")
-    es.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
-                    help=f"one or more of {protocols}")
+    _add_protocols(es)
     _add_ties(es, "pessimistic")
     es.add_argument("--caps-per-image", type=int, default=5, metavar="N",
                     help="captions per image: column c belongs to image c // N")
     es.add_argument("--out", help="write the results (metrics, per-query ranks) to this JSON file "
                                   "(default: print the metrics only)")
 
-    comp = _command(commands, "composite", "combine member runs' scores into a composite run",
+    comp = add_command(commands, "composite", "combine member runs' scores into a composite run",
                     "The composite run's scores are a weighted sum of its member runs' scores.")
     comp.add_argument("--run", required=True, help="folder of the composite run, e.g. outputs/runs/ensemble")
     comp.add_argument("--members", required=True, nargs="+", metavar="RUN", help="two or more member run folders")
@@ -150,18 +165,18 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"two members: alpha tuned on dev rSum, never on test ({one_of})")
     comp.add_argument("--alpha-step", type=float, default=0.05, help="grid step of --tune")
     comp.add_argument("--protocol", nargs="+", choices=list(PROTOCOLS), default=[], metavar="PROTOCOL",
-                      help=f"evaluate under these protocols ({protocols}) "
+                      help=f"evaluate under these protocols ({', '.join(PROTOCOLS)}) "
                            "(default: none, only the composite's definition is written)")
     comp.add_argument("--data-root", help="precomp folder (default: the members' data.root)")
     _add_ties(comp, "pessimistic")
     _add_device(comp)
     _add_no_progress(comp)
 
-    data = _command(commands, "data", "dataset tools: synth, check, clip-features, labels")
+    data = add_command(commands, "data", "dataset tools: synth, check, clip-features, labels")
     data_commands = data.add_subparsers(dest="data_command", required=True, title="commands", metavar="COMMAND")
     sizes = "; ".join(f"{name}: " + "/".join(str(n) for n in split_sizes.values())
                       for name, split_sizes in SIZES.items())
-    synth = _command(data_commands, "synth", "write the embedded synthetic dataset (precomp layout)",
+    synth = add_command(data_commands, "synth", "write the embedded synthetic dataset (precomp layout)",
                      "Not natural images: numbers measured on it are not comparable to COCO/Flickr30K.")
     synth.add_argument("--out", default="data/synthetic", help="output folder")
     synth.add_argument("--size", default="small", choices=list(SIZES),
@@ -169,28 +184,28 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed (same arguments: byte-identical files)")
     synth.add_argument("--feature-dim", type=int, default=None, metavar="D",
                        help=f"region feature dimension (default: {DEFAULT_FEATURE_DIM}, as the BUTD features)")
-    check = _command(data_commands, "check", "validate a precomp folder, scanning every feature",
+    check = add_command(data_commands, "check", "validate a precomp folder, scanning every feature",
                      f"Checks each split's {{split}}_ims.npy, {{split}}_caps.txt and {{split}}_ids.txt and "
                      f"every feature for NaN/inf. By default every split of {', '.join(SPLITS)} present in "
                      "the folder is checked (Flickr30K has no testall) and absent ones are reported.")
-    check.add_argument("--root", required=True, help="precomp folder, or a folder holding precomp/")
+    check.add_argument("--data-root", required=True, help="precomp folder, or a folder holding precomp/")
     check.add_argument("--splits", nargs="+", metavar="SPLIT",
                        help="check these splits; a missing one is an error "
                             f"(default: every split of {', '.join(SPLITS)} present in the folder)")
-    labels = _command(data_commands, "labels", "write MVSEN's noun labels ({split}_label.txt)",
+    labels = add_command(data_commands, "labels", "write MVSEN's noun labels ({split}_label.txt)",
                       "Tags every split's captions with spaCy's packaged English model (Penn Treebank tags, as "
                       "NLTK's in the official recipe), keeps lower-cased NN* tokens, takes the --top most frequent "
                       "over the train captions and writes one line of 0/1 ints per image (the union over its "
                       "captions) beside the precomp files, with labels_vocab.txt (column order) and "
                       "labels_stamp.json. A second call with the same captions and --top reuses the files.")
-    labels.add_argument("--root", required=True, help="precomp folder, or a folder holding precomp/")
+    labels.add_argument("--data-root", required=True, help="precomp folder, or a folder holding precomp/")
     labels.add_argument("--top", type=int, default=1000, metavar="N", help="nouns kept (official: 1000)")
     labels.add_argument("--caps-per-image", type=int, default=5, metavar="N", help="consecutive captions per image")
     labels.add_argument("--force", action="store_true",
                         help="replace label files that this command did not write, e.g. the embedded dataset's "
                              "(default: such files are kept and the command stops with an error)")
     _add_no_progress(labels)
-    clip = _command(data_commands, "clip-features", "write one CLIP image embedding per image ({split}_clip.npy)",
+    clip = add_command(data_commands, "clip-features", "write one CLIP image embedding per image ({split}_clip.npy)",
                     "Embeds each image of a precomp {split}_ids.txt (one id per image, or one per caption: then "
                     "every --caps-per-image-th line) with CLIPModel.get_image_features: the CLS token after the "
                     "post-layernorm and the visual projection (512-d for ViT-B/32), not L2-normalised "
@@ -215,36 +230,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_device(clip)
     _add_no_progress(clip)
 
-    nbs = _command(commands, "notebooks", "run the notebooks headlessly (papermill) for one profile",
-                   "Executed copies, runs, tables and figures go to outputs/PROFILE/ (one folder per profile); "
-                   "wall times per notebook go to outputs/PROFILE/notebooks/timings.json.")
-    nbs.add_argument("--profile", default="embedded", choices=list(PROFILES),
-                     help="smoke (tests), embedded (synthetic data), f30k or coco (real precomp features)")
-    nbs.add_argument("--data", metavar="DIR",
-                     help="precomp folder passed to every notebook as data_root (default: the presets' data.root)")
-    nbs.add_argument("--bert", metavar="DIR",
-                     help="text-encoder weights passed as bert_path, e.g. /models/bert-base-uncased "
-                          "(default: the presets' text.bert_path)")
-    nbs.add_argument("--only", action="extend", type=_comma_list, default=[], metavar="TEXT[,TEXT...]",
-                     help="run only the notebooks whose path contains TEXT, e.g. afa/02; several: repeat the option "
-                          "or separate with commas, e.g. afa/02,user/03 (default: every notebook under notebooks/)")
-    nbs.add_argument("overrides", nargs="*", metavar="section.key=value",
-                     help="config overrides passed to every notebook (default: none)")
-
-    _command(commands, "presets", "list the packaged config presets (names for --config)")
+    add_command(commands, "presets", "list the packaged config presets (names for --config)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "eval":
-        _check_eval_source(parser, args)
     try:
         _check_device(args)
         return _dispatch(args)
     except ItrlibError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 
@@ -256,7 +253,7 @@ def _check_device(args: argparse.Namespace) -> None:
         resolve_device(args.device, "--device")
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     """The message of ``exc`` on one line (the name of its type when it has none)."""
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
@@ -264,36 +261,35 @@ def _one_line(exc: Exception) -> str:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from itrlib.config import load_config
-
-        config = load_config(args.config, args.overrides)  # a bad config fails before anything heavy loads
-        from itrlib.engine.trainer import CONFIG_FILE, train
+        from itrlib.engine.trainer import CONFIG_FILE, train  # registers every model: configs name them
         from itrlib.io import check_writable
 
+        config = load_config(args.config, args.overrides)  # a bad config fails before anything is written
         check_writable(config.run_dir / CONFIG_FILE, "the run's config")  # a read-only output_dir, at once
 
         summary = train(config, progress=not args.no_progress)
         print(json.dumps(summary, indent=2))
-    elif args.command == "eval" and args.arch:
-        from itrlib.official_checkpoints import evaluate_official_checkpoint
+    elif args.command == "eval-official":
+        from itrlib.runs.official import evaluate_official_checkpoint
 
-        results = evaluate_official_checkpoint(args.checkpoint, args.arch, args.protocol, data_root=args.data,
-                                               bert_path=args.bert, split=args.split, device=args.device,
+        results = evaluate_official_checkpoint(args.checkpoint, args.arch, args.protocol, data_root=args.data_root,
+                                               bert_path=args.bert_path, split=args.split, device=args.device,
                                                ties=args.ties, max_pairs_per_block=args.max_pairs_per_block,
                                                out=args.out, progress=not args.no_progress)
         _print_metrics(results)
     elif args.command == "eval":
-        from itrlib.runs import evaluate_run_protocols
+        from itrlib.runs.any_run import evaluate_run_protocols
 
         results = evaluate_run_protocols(args.run, args.protocol, data_root=args.data_root, split=args.split,
-                                         checkpoint=args.checkpoint or "best", device=args.device, ties=args.ties,
+                                         checkpoint=args.checkpoint, device=args.device, ties=args.ties,
                                          save_scores=args.save_scores,
                                          max_pairs_per_block=args.max_pairs_per_block,
                                          progress=not args.no_progress)
         _print_metrics(results)
     elif args.command == "eval-scores":
-        from itrlib.evaluation.protocols import evaluate_scores
+        from itrlib.evaluation.ranking import evaluate_scores
         from itrlib.io import atomic_write_json, check_writable
-        from itrlib.scores import read_score_file
+        from itrlib.runs.scores import read_score_file
 
         if args.out:
             check_writable(args.out, "evaluation results")
@@ -304,7 +300,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             atomic_write_json(args.out, results, "evaluation results")
         _print_metrics(results)
     elif args.command == "composite":
-        from itrlib.composite import create_composite
+        from itrlib.runs.composite import create_composite
 
         results = create_composite(args.run, args.members, weights=args.weights, alpha=args.alpha, tune=args.tune,
                                    alpha_step=args.alpha_step, protocols=args.protocol, data_root=args.data_root,
@@ -316,11 +312,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         path = write_synthetic(args.out, size=args.size, seed=args.seed, feature_dim=args.feature_dim)
         print(f"wrote {path}")
     elif args.command == "data" and args.data_command == "check":
-        _check_data(args.root, args.splits)
+        _check_data(args.data_root, args.splits)
     elif args.command == "data" and args.data_command == "labels":
         from itrlib.data.noun_labels import write_noun_labels
 
-        folder = write_noun_labels(args.root, args.top, caps_per_image=args.caps_per_image, force=args.force,
+        folder = write_noun_labels(args.data_root, args.top, caps_per_image=args.caps_per_image, force=args.force,
                                    progress=not args.no_progress)
         print(f"wrote the noun labels in {folder}")
     elif args.command == "data" and args.data_command == "clip-features":
@@ -330,62 +326,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                                    device=args.device, caps_per_image=args.caps_per_image,
                                    progress=not args.no_progress)
         print(f"wrote {path}")
-    elif args.command == "notebooks":
-        from papermill.exceptions import PapermillExecutionError
-
-        from itrlib.notebook_runner import run_notebooks
-
-        try:
-            run_notebooks(args.profile, data_root=args.data, bert_path=args.bert, overrides=args.overrides,
-                          only=args.only)
-        except PapermillExecutionError as exc:
-            print(f"error: a notebook failed: {exc.ename}: {exc.evalue}", file=sys.stderr)
-            return 2 if exc.ename in _error_names(ItrlibError) else 1
     elif args.command == "presets":
         from itrlib.config import list_presets
 
         print("\n".join(list_presets()))
     return 0
-
-
-def _comma_list(text: str) -> list[str]:
-    """``notebooks --only``: one value per option, commas separating several (no nargs: it would swallow the
-    overrides that follow)."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError(f"expected a notebook path fragment such as afa/02, got {text!r}")
-    return parts
-
-
-def _error_names(error: type[BaseException]) -> set[str]:
-    """Names of ``error`` and its subclasses: a notebook's failure reports only the exception's name."""
-    return {error.__name__}.union(*(_error_names(sub) for sub in error.__subclasses__()))
-
-
-def _check_eval_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``eval``: --run takes --checkpoint best|last and --data-root/--save-scores; --arch takes --checkpoint FILE,
-    --data, --bert and --out (argparse exits with the usage line otherwise)."""
-    ev = _subcommands(parser).choices["eval"]
-    if args.arch:
-        absent = [name for name, value in (("--checkpoint FILE", args.checkpoint), ("--data DIR", args.data),
-                                           ("--bert PATH", args.bert)) if not value]
-        if absent:
-            ev.error(f"--arch needs {', '.join(absent)}")
-        wrong = [name for name, value in (("--data-root", args.data_root), ("--save-scores", args.save_scores))
-                 if value]
-        if wrong:
-            ev.error(f"{', '.join(wrong)} only apply with --run (with --arch use --data)")
-    else:
-        if args.checkpoint not in (None, "best", "last"):
-            ev.error(f"argument --checkpoint: with --run, choose from 'best', 'last' (got {args.checkpoint!r}); an "
-                     "official checkpoint file needs --arch")
-        wrong = [name for name, value in (("--data", args.data), ("--bert", args.bert), ("--out", args.out)) if value]
-        if wrong:
-            ev.error(f"{', '.join(wrong)} only apply with --arch (an official checkpoint)")
-
-
-def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _print_metrics(results: dict[str, dict]) -> None:

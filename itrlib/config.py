@@ -4,7 +4,9 @@ A run is described by :class:`RunConfig`. Every field has a documented default; 
 field is an error (with the closest valid names suggested), and values are checked against the field's
 type (a number must be finite: NaN and inf are refused for every float field) and against its range by the
 section's ``validate`` (:func:`check_bounds`). The ``model`` section is model-specific: its dataclass is looked
-up in the model registry by ``model.name``, so each paper adds its own fields without touching this module.
+up by ``model.name`` in :data:`MODEL_CONFIGS`, which the model registry fills when a model module is imported
+(``import itrlib.models`` registers every model), so each paper adds its own fields without touching this module
+and this module imports no model.
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ class RunConfig:
 
 
 SECTIONS = {"data": DataConfig, "text": TextConfig, "train": TrainConfig, "eval": EvalConfig}
+MODEL_CONFIGS: dict[str, type] = {}
+"""``model.name`` -> the model's config dataclass, filled by :func:`register_model_config` (called by
+:func:`itrlib.models.registry.register_model`)."""
 CHECK_FEATURES = ("full", "sample", "none")
 TEXT_ENCODERS = ("bert", "bigru")
 ADAMW_KERNELS = ("foreach", "fused")
@@ -196,10 +201,23 @@ def load_config(source: str | Path | dict, overrides: list[str] | dict | None = 
     return from_dict(raw)
 
 
+def register_model_config(name: str, config_class: type) -> None:
+    """Make ``model.name: <name>`` build ``config_class`` (the model registry calls this for each model)."""
+    MODEL_CONFIGS[name] = config_class
+
+
+def model_config_class(name: str) -> type:
+    """The config dataclass registered for ``model.name`` (ConfigError naming the registered ones)."""
+    if not MODEL_CONFIGS:
+        raise ConfigError(f"model.name {name!r}: no model is registered yet; import itrlib.models (it registers "
+                          "every model) before loading a config")
+    if name not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model.name {name!r}; registered models: {', '.join(sorted(MODEL_CONFIGS))}")
+    return MODEL_CONFIGS[name]
+
+
 def from_dict(raw: dict) -> RunConfig:
     """Validate a nested dict against the dataclasses (unknown keys and wrong types are errors)."""
-    from itrlib.models.registry import model_config_class
-
     raw = dict(raw)
     model_raw = dict(raw.pop("model", None) or {})
     if "name" not in model_raw:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import itrlib.models  # noqa: F401  (registers every model: a config resolves model.name through the registry)
 from itrlib.config import RunConfig, load_config
 
 

@@ -11,7 +11,7 @@ from itrlib.errors import ConfigError
 from itrlib.losses.harder_negatives import harder_negative_loss, mix_modalities
 from itrlib.losses.triplet import triplet_loss
 from itrlib.models.afa import AFAConfig, build_afa
-from itrlib.nn.aggregation import masked_max
+from itrlib.nn.afa_aggregation import masked_max
 
 
 def brute_force_eq7_mixed_terms(img, cap, l1, l2, margin, positive="real"):

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from itrlib.models.afa import ABLATION_ROWS, TOPK_RATIOS, AFAConfig
-from itrlib.report.results import variant_table
-from itrlib.studies import afa as afa_module
-from itrlib.studies.afa import (
+from itrlib.suite.report.results import variant_table
+from itrlib.suite.studies import afa as afa_module
+from itrlib.suite.studies.afa import (
     K_AXIS,
     PRINTED_EQ7_ROW,
     ablation_caption,
@@ -25,7 +25,7 @@ from itrlib.studies.afa import (
     topk_run_name,
     topk_sweep_table,
 )
-from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS
+from itrlib.suite.studies.sweeps import SMOKE_SWEEP_STEPS
 
 
 def test_full_model_is_the_shared_afa_run_and_other_rows_get_their_own_folders():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from itrlib.nn.aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
+from itrlib.nn.afa_aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
 
 
 def reference_aggregate(x: torch.Tensor, n: int, k: int, perm: list[int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ import pytest
 from itrlib.cli import main
 from itrlib.config import SECTIONS, load_config
 from itrlib.errors import ConfigError
-from itrlib.models.registry import model_config_class
+from itrlib.models import model_config_class
 
 PRESETS = {"vse": "baseline_smoke", "afa": "afa_smoke", "user": "user_smoke", "mvsen": "mvsen_smoke"}
 """The smoke preset of every model (``model.name`` -> preset)."""

@@ -9,10 +9,10 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 import itrlib.data.synth
-from itrlib.cli import _parser, main
 from itrlib.errors import ConfigError, DataError, ItrlibError
-from itrlib.notebook import check_parameters
-from itrlib.profiles import check_overrides, ensure_data, run_config
+from itrlib.suite.__main__ import _parser, main
+from itrlib.suite.notebook import check_parameters
+from itrlib.suite.profiles import check_overrides, ensure_data, run_config
 
 PARAMETERS = ["profile", "data_root", "bert_path", "overrides"]
 
@@ -71,7 +71,7 @@ def test_only_the_profiles_own_default_folder_is_built_when_missing(tmp_path, mo
 
 def test_notebooks_with_a_missing_data_folder_fail_in_one_line_before_any_kernel(tiny_project, tmp_path, capsys):
     missing = tmp_path / "no_such_data"
-    assert main(["notebooks", "--profile", "smoke", "--data", str(missing)]) == 2
+    assert main(["notebooks", "--profile", "smoke", "--data-root", str(missing)]) == 2
     assert f"data folder {missing} does not exist" in _one_error_line(capsys)
     assert tiny_project == [] and not missing.exists() and not (tmp_path / "outputs").exists()
 
@@ -84,7 +84,7 @@ def test_the_notebook_parameter_check_refuses_a_missing_data_root(tmp_path):
 
 def test_text_encoder_weights_that_are_not_here_fail_before_any_kernel(tiny_project, tmp_path, capsys):
     missing = tmp_path / "no_such_bert"
-    assert main(["notebooks", "--profile", "smoke", "--bert", str(missing)]) == 2
+    assert main(["notebooks", "--profile", "smoke", "--bert-path", str(missing)]) == 2
     assert f"text.bert_path={str(missing)!r} is neither an existing folder" in _one_error_line(capsys)
     assert tiny_project == []
     namespace = {"profile": "smoke", "data_root": None, "bert_path": str(missing), "overrides": []}
@@ -123,7 +123,7 @@ def test_an_override_is_checked_against_every_method_of_the_profile():
 
 # 4. A parameter error is one line: in the executed notebook, in papermill's report, on the command line ---------
 def test_an_itrlib_error_in_a_papermill_cell_shows_one_line_without_traceback(tmp_path):
-    _notebook(tmp_path / "tiny.ipynb", "from itrlib.notebook import check_parameters\n"
+    _notebook(tmp_path / "tiny.ipynb", "from itrlib.suite.notebook import check_parameters\n"
                                        f"params = check_parameters(globals(), {PARAMETERS})")
     with pytest.raises(PapermillExecutionError) as caught:
         papermill.execute_notebook(str(tmp_path / "tiny.ipynb"), str(tmp_path / "out.ipynb"),

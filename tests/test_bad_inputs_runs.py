@@ -18,7 +18,7 @@ from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import save_checkpoint
 from itrlib.errors import ConfigError, DataError, ItrlibError
 from itrlib.evaluation.metrics import retrieval_metrics
-from itrlib.evaluation.protocols import evaluate_scores
+from itrlib.evaluation.ranking import evaluate_scores
 from itrlib.io import WriteError, atomic_write_json, temp_files
 
 GRU = ("text.encoder=bigru", "model.word_dim=16")  # a small model: best.pt of ~200 kB
@@ -137,18 +137,18 @@ def test_foreign_or_damaged_checkpoint_is_named(tiny_run, tmp_path, capsys):
 
 def test_a_runs_checkpoint_given_as_official_points_to_eval_run(tiny_run, tmp_path, capsys):
     best = tiny_run / "best.pt"
-    argv = ["--arch", "vse", "--data", str(tmp_path), "--bert", str(tmp_path), "--protocol", "f30k1k"]
-    assert main(["eval", "--checkpoint", str(best), *argv]) == 2
+    argv = ["--arch", "vse", "--data-root", str(tmp_path), "--bert-path", str(tmp_path), "--protocol", "f30k1k"]
+    assert main(["eval-official", "--checkpoint", str(best), *argv]) == 2
     line = _error_line(capsys)
     assert f"{best} is a checkpoint of an itrlib run" in line
     assert f"python -m itrlib eval --run {tiny_run} --checkpoint best" in line
     renamed = tmp_path / "model_best.pth"  # outside its run folder: recognised by its content
     shutil.copy(best, renamed)
-    assert main(["eval", "--checkpoint", str(renamed), *argv]) == 2
+    assert main(["eval-official", "--checkpoint", str(renamed), *argv]) == 2
     line = _error_line(capsys)
     assert f"{renamed} is a checkpoint of an itrlib run" in line and "eval --run RUN_FOLDER" in line
     torch.save([1, 2], tmp_path / "list.pth")
-    assert main(["eval", "--checkpoint", str(tmp_path / "list.pth"), *argv]) == 2
+    assert main(["eval-official", "--checkpoint", str(tmp_path / "list.pth"), *argv]) == 2
     assert f"{tmp_path / 'list.pth'}: not an official checkpoint" in _error_line(capsys)
 
 
@@ -224,6 +224,19 @@ def test_composite_whose_member_was_deleted(tiny_run, tmp_path, capsys):
     assert sorted(p.name for p in composite.iterdir()) == ["composite.json"]
 
 
+def test_a_composite_has_trained_members_and_takes_no_trained_run_option(tiny_run, tmp_path, capsys):
+    member = _copy(tiny_run, tmp_path, "member")
+    composite = tmp_path / "ensemble"
+    assert main(["composite", "--run", str(composite), "--members", str(tiny_run), str(member), "--alpha", "0.5"]) == 0
+    nested = tmp_path / "nested"
+    assert main(["composite", "--run", str(nested), "--members", str(composite), str(member), "--alpha", "0.5"]) == 2
+    assert f"composite member {composite} is a composite run: members are trained runs" in _error_line(capsys)
+    assert not nested.exists()
+    assert _eval(composite, "--device", "cpu", "--checkpoint", "last") == 2
+    assert f"{composite} is a composite run: checkpoint='last' only apply to trained runs" in _error_line(capsys)
+    assert sorted(p.name for p in composite.iterdir()) == ["composite.json"]
+
+
 # ---------------------------------------------------------------------------------------------------- writes
 def test_refused_write_names_the_file_keeps_the_old_one_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "result.json"
@@ -248,7 +261,7 @@ def test_unwritable_run_folder_is_found_before_evaluating(tiny_run, tmp_path, mo
     def no_evaluation(*args, **kwargs):
         raise AssertionError("the run was evaluated")
 
-    monkeypatch.setattr("itrlib.runs.load_run", no_evaluation)
+    monkeypatch.setattr("itrlib.runs.trained.load_run", no_evaluation)
     monkeypatch.setattr("itrlib.io.os.access", lambda path, mode: False)  # a read-only folder, even for root
     assert _eval(run, "--device", "cpu") == 2
     line = _error_line(capsys)

@@ -2,9 +2,11 @@
 
 import math
 
+import pandas as pd
 import pytest
+import torch
 
-from itrlib.bench import USER_STEP_MODELS, main, synthetic_batch, user_step
+from itrlib.suite.bench import USER_STEP_MODELS, main, synthetic_batch, user_step
 
 TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
         "bert": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 200}}
@@ -46,9 +48,20 @@ def test_user_step_cli_is_registered():
 
 
 def test_mvsen_scoring_tiny_compares_the_two_ways_on_the_same_pairs():
-    from itrlib.bench import mvsen_scoring
+    from itrlib.suite.bench import mvsen_scoring
 
     table = mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)
     assert list(table["direction"]) == ["i2t (regions as nodes)", "t2i (words as nodes)"]
     assert (table["release-style loop pairs/s"] > 0).all() and (table["batched pairs/s"] > 0).all()
-    assert all(float(delta) <= 1e-4 for delta in table["max |delta|"])
+    assert all(0 <= delta <= 1e-4 for delta in table["max |delta|"])
+
+
+def test_a_difference_of_the_scoring_paths_shows_in_the_table_and_fails_the_bench(monkeypatch):
+    from itrlib.suite import bench
+
+    table = pd.DataFrame({"direction": ["a", "b"], "pairs/s": [1234.5, 10.0], "max |delta|": [3.2e-6, 0.0]})
+    text = bench.markdown_table(table)
+    assert "3.2e-06" in text and "1234.50" in text  # not rounded away to 0.00
+    monkeypatch.setattr(bench, "caption_loop_scores", lambda *args, **kwargs: torch.zeros(3, 5))
+    with pytest.raises(RuntimeError, match="batched scores differ from the release-style loop"):
+        bench.mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)

@@ -143,7 +143,7 @@ def _copy_splits(source, target, splits):
 
 def test_data_check_defaults_to_every_split_with_testall(smoke_data, capsys):
     assert "testall" in SPLITS
-    assert main(["data", "check", "--root", str(smoke_data)]) == 0
+    assert main(["data", "check", "--data-root", str(smoke_data)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == list(SPLITS)
     assert all(line.endswith(": OK") for line in lines), lines
@@ -152,21 +152,21 @@ def test_data_check_defaults_to_every_split_with_testall(smoke_data, capsys):
 
 def test_data_check_without_testall_reports_it_absent(smoke_data, tmp_path, capsys):
     f30k = _copy_splits(smoke_data, tmp_path / "f30k", ("train", "dev", "test"))
-    assert main(["data", "check", "--root", str(f30k)]) == 0
+    assert main(["data", "check", "--data-root", str(f30k)]) == 0
     out = capsys.readouterr().out
     for split in ("train", "dev", "test"):
         assert re.search(rf"^{split}: \d+ images .*: OK$", out, re.MULTILINE), split
     assert re.search(r"^testall: not present \(COCO only", out, re.MULTILINE), out
-    assert main(["data", "check", "--root", str(f30k), "--splits", "test", "testall"]) == 2
+    assert main(["data", "check", "--data-root", str(f30k), "--splits", "test", "testall"]) == 2
     err = capsys.readouterr().err
     assert "split 'testall': missing file(s)" in err
 
 
 def test_data_check_fails_when_no_split_is_present(smoke_data, tmp_path, capsys):
     (tmp_path / "val_caps.txt").write_text("a caption\n")
-    assert main(["data", "check", "--root", str(tmp_path)]) == 2
+    assert main(["data", "check", "--data-root", str(tmp_path)]) == 2
     assert "no split to check" in capsys.readouterr().err
     partial = _copy_splits(smoke_data, tmp_path / "partial", ("dev",))
     (partial / "dev_caps.txt").unlink()
-    assert main(["data", "check", "--root", str(partial)]) == 2
+    assert main(["data", "check", "--data-root", str(partial)]) == 2
     assert "split 'dev': missing file(s)" in capsys.readouterr().err

@@ -127,7 +127,7 @@ def test_bigru_text_encoder_trains_and_saves_vocabulary(smoke_data, tmp_path, fa
 
 
 def test_the_last_step_of_every_epoch_is_logged_even_between_log_every_steps(smoke_data, tmp_path, fast_config):
-    from itrlib.regression import last_epoch_loss
+    from itrlib.suite.regression import last_epoch_loss
 
     config = fast_config(smoke_data, tmp_path, "run", "train.log_every=100", "text.encoder=bigru")
     Trainer(config, progress=False).fit()

@@ -11,17 +11,24 @@ import pytest
 import torch
 
 from itrlib.cli import main
-from itrlib.composite import alpha_grid, combine, create_composite, load_composite
 from itrlib.data.precomp import open_split
 from itrlib.engine.components import load_run
 from itrlib.engine.trainer import Trainer
 from itrlib.errors import ConfigError, DataError, ItrlibError
-from itrlib.evaluation import PROTOCOLS, block_shape, evaluate_scores, get_protocol, sharded_scores
 from itrlib.evaluation.evaluate import evaluate_split
-from itrlib.report.results import comparison_table
-from itrlib.runs import evaluate_loaded, evaluate_run_protocols, load_eval, run_split_scores
-from itrlib.scores import load_scores
+from itrlib.evaluation.protocols import PROTOCOLS, get_protocol
+from itrlib.evaluation.ranking import evaluate_scores
+from itrlib.evaluation.scoring import block_shape, sharded_scores
+from itrlib.runs.any_run import evaluate_run_protocols, run_split_scores
+from itrlib.runs.composite import alpha_grid, combine, create_composite, load_composite
+from itrlib.runs.scores import load_scores
+from itrlib.runs.trained import eval_path, evaluate_loaded, trained_split_scores
+from itrlib.suite.report.results import comparison_table
 
+
+def load_eval(run_dir: str | Path, protocol: str) -> dict:
+    """The ``eval-<protocol>.json`` a run folder holds."""
+    return json.loads(eval_path(run_dir, protocol).read_text(encoding="utf-8"))
 
 @pytest.fixture(scope="module")
 def runs(smoke_data, module_dir, fast_config):
@@ -132,7 +139,7 @@ def test_reuse_reads_back_an_evaluation_of_the_same_checkpoint_data_and_ties(run
         evaluated.append([p.name for p in protocols])
         return original(loaded, data, protocols, **kwargs)
 
-    monkeypatch.setattr("itrlib.runs.evaluate_loaded", spy)
+    monkeypatch.setattr("itrlib.runs.trained.evaluate_loaded", spy)
     again = evaluate_run_protocols(run, ["f30k1k", "coco5k"], device="cpu", progress=False, reuse=True)
     assert evaluated == [] and again == first
     # coco1k has no saved result: only testall is evaluated, test is read back
@@ -206,13 +213,13 @@ def test_composite_weights_alpha_and_tuning_on_dev(runs, tmp_path, monkeypatch):
     assert meta["weights"] == [0.3, 0.7] and meta["caps_per_image"] == 5
 
     seen_splits = []
-    original = run_split_scores
+    original = trained_split_scores
 
     def spy(run_dir, split, **kwargs):
         seen_splits.append(split)
         return original(run_dir, split, **kwargs)
 
-    monkeypatch.setattr("itrlib.runs.run_split_scores", spy)
+    monkeypatch.setattr("itrlib.runs.composite.trained_split_scores", spy)
     tuned = create_composite(tmp_path / "tuned", [a, b], tune=True, alpha_step=0.25, protocols=["f30k1k"],
                              device="cpu", progress=False)
     spec = load_composite(tmp_path / "tuned")
@@ -261,7 +268,7 @@ def test_evaluating_on_data_of_another_feature_size_names_the_cause(runs, tmp_pa
 
 def test_protocol_names_live_in_one_place():
     from itrlib.cli import _parser
-    from itrlib.profiles import ALL_PROTOCOLS
+    from itrlib.suite.profiles import ALL_PROTOCOLS
 
     assert ALL_PROTOCOLS == tuple(PROTOCOLS)
     eval_parser = _parser()._subparsers._group_actions[0].choices["eval"]

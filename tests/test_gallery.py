@@ -12,9 +12,9 @@ import pytest
 
 from itrlib.errors import DataError
 from itrlib.evaluation.examples import image_retrieval, sample_queries, text_retrieval
-from itrlib.inference_time import projected_times
-from itrlib.report.gallery import CORRECT, WRONG, image_retrieval_figure, image_source, text_retrieval_figure
-from itrlib.report.scene_sketch import GROUND, draw_scene, layout, read_scenes
+from itrlib.suite.inference_time import projected_times
+from itrlib.suite.report.gallery import CORRECT, WRONG, image_retrieval_figure, image_source, text_retrieval_figure
+from itrlib.suite.report.scene_sketch import GROUND, draw_scene, layout, read_scenes
 
 
 def _ranked(row: np.ndarray) -> list[int]:
@@ -151,7 +151,7 @@ def test_the_query_picker_is_a_widget_in_jupyterlab_and_one_line_in_a_headless_k
 
     import ipywidgets
 
-    from itrlib.report.gallery import HeadlessPicker, query_picker
+    from itrlib.suite.report.gallery import HeadlessPicker, query_picker
 
     drawn = []
 
@@ -170,7 +170,7 @@ def test_the_query_picker_is_a_widget_in_jupyterlab_and_one_line_in_a_headless_k
 
 
 def test_the_examples_check_recounts_rankings_from_the_scores(scores):
-    from itrlib.studies.mvsen_gallery import Gallery, examples_check
+    from itrlib.suite.studies.mvsen_gallery import Gallery, examples_check
 
     data = types.SimpleNamespace(caps_per_image=5)
     gallery = Gallery("test", data=data, images=None, scores={"A": scores, "B": -scores})

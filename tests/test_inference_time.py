@@ -6,7 +6,10 @@ import torch
 
 from itrlib.config import TextConfig
 from itrlib.data.text import BertWordPieceTokenizer, resolve_bert_path
-from itrlib.inference_time import (
+from itrlib.models.base import concat_embeddings
+from itrlib.models.user import USERConfig, build_user
+from itrlib.models.vse import VSEConfig, build_vse
+from itrlib.suite.inference_time import (
     TEST_SIZES,
     TIMES,
     inference_time_table,
@@ -14,9 +17,6 @@ from itrlib.inference_time import (
     random_caption_batches,
     random_image_batches,
 )
-from itrlib.models.base import concat_embeddings
-from itrlib.models.user import USERConfig, build_user
-from itrlib.models.vse import VSEConfig, build_vse
 
 D = 8
 SIZES = {"n_images": 10, "n_captions": 50, "regions": 4, "feature_dim": D, "batch_size": 16}

@@ -1,4 +1,4 @@
-"""Momentum key encoders and feature queues (itrlib.nn.momentum), checked against slow reference code."""
+"""Momentum key encoders and feature queues (itrlib.nn.user_momentum), checked against slow reference code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from itrlib.errors import ConfigError
-from itrlib.nn.momentum import FeatureQueue, check_queue_size, make_key_encoder, momentum_update
+from itrlib.nn.user_momentum import FeatureQueue, check_queue_size, make_key_encoder, momentum_update
 
 
 def reference_ring(initial: torch.Tensor, batches: list[torch.Tensor]) -> tuple[torch.Tensor, int]:

@@ -15,8 +15,9 @@ from itrlib.errors import ConfigError, DataError
 from itrlib.evaluation.scoring import block_shape, sharded_scores
 from itrlib.losses.dynamic_topk import dynamic_k, dynamic_topk_hinge
 from itrlib.models.mvsen import ABLATION_ROWS, build_mvsen
+from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, pairwise_scores
 from itrlib.nn.padded import PaddedSet
-from itrlib.nn.similarity_reasoning import SimilarityGraph, caption_loop_scores, pairwise_scores
+from itrlib.suite.bench import caption_loop_scores
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,7 @@ def test_text_matching_ignores_extra_padding_unless_official():
 
 
 def test_label_views_follow_their_definitions(tokenizer):
-    from itrlib.nn.similarity_reasoning import PairFeatures
+    from itrlib.nn.mvsen_similarity_reasoning import PairFeatures
 
     g = torch.Generator().manual_seed(0)
     at_regions, at_words = torch.randn(3, 3, 4, generator=g), torch.randn(3, 3, 4, generator=g)

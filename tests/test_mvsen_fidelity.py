@@ -16,9 +16,9 @@ import torch
 
 from itrlib.losses.dynamic_topk import dynamic_topk_hinge
 from itrlib.models.mvsen import LabelClassifier, TextMatchingHead
-from itrlib.nn.memory_attention import MemoryAttention, MemoryAugmentedEncoder
+from itrlib.nn.mvsen_memory_attention import MemoryAttention, MemoryAugmentedEncoder
+from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, pairwise_scores
 from itrlib.nn.padded import PaddedSet
-from itrlib.nn.similarity_reasoning import SimilarityGraph, pairwise_scores
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mvsen_official.npz"
 TOL = 1e-5

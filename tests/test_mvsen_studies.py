@@ -2,7 +2,7 @@
 
 from itrlib.config import load_config
 from itrlib.models.mvsen import ABLATION_ROWS, ENSEMBLE_ROWS
-from itrlib.studies import mvsen as study
+from itrlib.suite.studies import mvsen as study
 
 
 def test_full_model_rows_are_the_direction_runs_without_a_sweep_budget():

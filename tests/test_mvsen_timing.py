@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from itrlib.studies.mvsen_timing import COLUMNS, rounded
+from itrlib.suite.studies.mvsen_timing import COLUMNS, rounded
 
 
 def test_sub_millisecond_times_stay_positive_and_sums_stay_within_a_microsecond():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from itrlib.errors import ConfigError
-from itrlib.notebook import check_parameters, find_project_root
+from itrlib.suite.notebook import check_parameters, find_project_root
 
 ROOT = Path(__file__).resolve().parents[1]
 

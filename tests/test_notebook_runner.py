@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from itrlib.errors import ConfigError, ItrlibError
-from itrlib.notebook_runner import executed_name, notebook_parameters, project_notebooks, run_notebooks
+from itrlib.suite.notebook_runner import executed_name, notebook_parameters, project_notebooks, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def test_a_real_data_profile_never_touches_the_embedded_results(tmp_path, monkeypatch, smoke_data):
     """The embedded-profile stand-in (smoke) and f30k on a synthetic folder passed as real data, same run name."""
-    from itrlib.experiments import train_and_evaluate
+    from itrlib.suite.experiments import train_and_evaluate
 
     monkeypatch.chdir(tmp_path)
     fast = ["model.embed_size=32", "train.batch_size=16", "train.epochs=1", "train.max_steps_per_epoch=2"]

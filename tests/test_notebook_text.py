@@ -59,5 +59,5 @@ def test_documents_and_sources_cite_no_file_outside_the_repository(path):
 def test_the_citation_checks_catch_what_they_are_for():
     assert MISSING_FILES.search("defaults from SPEC-AFA, except one")
     assert MISSING_FILES.search("see DESIGN.md") and MISSING_FILES.search("../shared/refs")
-    assert REPO_PATH.findall("(`docs/AFA_NOTES.md` has it; itrlib/studies/afa.py)") == [
-        "docs/AFA_NOTES.md", "itrlib/studies/afa.py"]
+    assert REPO_PATH.findall("(`docs/AFA_NOTES.md` has it; itrlib/suite/studies/afa.py)") == [
+        "docs/AFA_NOTES.md", "itrlib/suite/studies/afa.py"]

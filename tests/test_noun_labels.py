@@ -84,7 +84,7 @@ def test_ties_are_alphabetical_and_unknown_nouns_are_ignored():
 
 
 def test_cli_writes_the_labels(precomp, capsys):
-    assert main(["data", "labels", "--root", str(precomp), "--top", "3", "--no-progress"]) in (0, None)
+    assert main(["data", "labels", "--data-root", str(precomp), "--top", "3", "--no-progress"]) in (0, None)
     assert "wrote the noun labels" in capsys.readouterr().out
     assert (precomp / VOCAB_FILE).read_text(encoding="utf-8").split() == ["dog", "man", "street"]
 
@@ -102,7 +102,7 @@ def _images(path, n_images):
 def test_captions_are_checked_against_the_images_also_when_the_labels_are_reused(precomp, capsys):
     """One label line per image of {split}_ims.npy: a caption file one image short is an error naming both."""
     _images(precomp / "train_ims.npy", 3)  # train_caps.txt: 10 captions = 2 images
-    assert main(["data", "labels", "--root", str(precomp), "--top", "3", "--no-progress"]) == 2
+    assert main(["data", "labels", "--data-root", str(precomp), "--top", "3", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert f"{precomp / 'train_caps.txt'}: 10 captions for 3 images in {precomp / 'train_ims.npy'}" in err[0]

@@ -19,7 +19,7 @@ import torch
 
 from itrlib.cli import main
 from itrlib.errors import ItrlibError
-from itrlib.official_checkpoints import convert_state_dict, load_official_model
+from itrlib.runs.official import convert_state_dict, load_official_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_layout.json"
 TOLERANCE = 1e-5
@@ -172,7 +172,8 @@ def test_cli_eval_official_checkpoint(arch, tiny_bert, smoke_data, tmp_path, cap
     path = tmp_path / "official.pth"
     torch.save({"model": _official_parts(arch), "opt": _opt(arch), "epoch": 3, "best_rsum": 123.4}, path)
     out = tmp_path / "eval.json"
-    argv = ["eval", "--checkpoint", str(path), "--arch", arch, "--data", str(smoke_data), "--bert", str(tiny_bert),
+    argv = ["eval-official", "--checkpoint", str(path), "--arch", arch, "--data-root", str(smoke_data),
+            "--bert-path", str(tiny_bert),
             "--protocol", "f30k1k", "--device", "cpu", "--no-progress", "--out", str(out)]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -182,11 +183,15 @@ def test_cli_eval_official_checkpoint(arch, tiny_bert, smoke_data, tmp_path, cap
     assert written["f30k1k"]["arch"] == arch and written["f30k1k"]["checkpoint_epoch"] == 3
 
 
-def test_cli_eval_sources_are_checked(tmp_path, capsys):
+def test_cli_eval_takes_a_run_and_eval_official_a_checkpoint_file(tmp_path, capsys):
+    """Two commands, each with its own options: a run folder's checkpoint is best or last, an official one a file."""
     with pytest.raises(SystemExit):
         main(["eval", "--run", str(tmp_path), "--arch", "vse", "--protocol", "f30k1k"])
+    assert "unrecognized arguments: --arch vse" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["eval", "--arch", "vse", "--protocol", "f30k1k"])  # no --checkpoint, --data, --bert
-    assert "--checkpoint" in capsys.readouterr().err
+        main(["eval-official", "--arch", "vse", "--protocol", "f30k1k"])
+    err = capsys.readouterr().err
+    assert all(flag in err for flag in ("--checkpoint", "--data-root", "--bert-path")), err
     with pytest.raises(SystemExit):
         main(["eval", "--run", str(tmp_path), "--protocol", "f30k1k", "--checkpoint", "x.pth"])
+    assert "invalid choice: 'x.pth'" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 
 from itrlib.data.synth import GENERATOR_VERSION
 from itrlib.errors import DataError
-from itrlib.profiles import ensure_data, run_config
+from itrlib.suite.profiles import ensure_data, run_config
 
 
 def write_card(root, version: str) -> None:

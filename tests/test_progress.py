@@ -80,7 +80,7 @@ def test_format_seconds(seconds, text):
 
 def test_training_and_evaluation_report_readable_lines(monkeypatch, capsys, smoke_data, tmp_path, fast_config):
     from itrlib.engine.trainer import train
-    from itrlib.runs import evaluate_run
+    from itrlib.runs.any_run import evaluate_run
 
     monkeypatch.setenv("ITRLIB_PROGRESS", "lines")
     config = fast_config(smoke_data, tmp_path, "lines", BIGRU)

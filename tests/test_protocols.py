@@ -8,15 +8,10 @@ import pytest
 import torch
 
 from itrlib.errors import ConfigError, DataError
-from itrlib.evaluation import (
-    PROTOCOLS,
-    Protocol,
-    evaluate_blocks,
-    fold_bounds,
-    get_protocol,
-    retrieval_metrics,
-    sharded_scores,
-)
+from itrlib.evaluation.metrics import retrieval_metrics
+from itrlib.evaluation.protocols import PROTOCOLS, Protocol, fold_bounds, get_protocol
+from itrlib.evaluation.ranking import evaluate_blocks
+from itrlib.evaluation.scoring import sharded_scores
 from itrlib.nn.functional import inner_products_fp32 as global_score
 
 

@@ -12,11 +12,11 @@ import torch
 import itrlib.models.vse as vse
 from itrlib.errors import ItrlibError
 from itrlib.evaluation.metrics import retrieval_metrics
-from itrlib.experiments import train_and_evaluate
 from itrlib.losses.triplet import triplet_loss
-from itrlib.notebook_runner import executed_name, project_notebooks
-from itrlib.profiles import CODE_STAMP, code_fingerprint, get_profile, prepare_run_dir, run_config
-from itrlib.regression import (
+from itrlib.suite.experiments import train_and_evaluate
+from itrlib.suite.notebook_runner import executed_name, project_notebooks
+from itrlib.suite.profiles import CODE_STAMP, code_fingerprint, get_profile, prepare_run_dir, run_config
+from itrlib.suite.regression import (
     EXPECTED_FILE,
     NBVAL_SHARDS,
     Expected,
@@ -298,7 +298,7 @@ def test_a_loss_that_ignores_the_positives_fails_the_notebook_check(monkeypatch,
 
 
 def test_loss_summary_reads_the_last_epoch_of_each_run(tmp_path):
-    from itrlib.regression import last_epoch_loss, loss_summary
+    from itrlib.suite.regression import last_epoch_loss, loss_summary
 
     lines = [{"event": "step", "epoch": 0, "loss": 9.0}, {"event": "val", "epoch": 0, "rsum": 1.0},
              {"event": "step", "epoch": 1, "loss": -7.0}, {"event": "step", "epoch": 1, "loss": -7.4286}]
@@ -311,8 +311,8 @@ def test_loss_summary_reads_the_last_epoch_of_each_run(tmp_path):
 
 
 def test_prepare_injects_the_profile_into_every_notebook_in_run_order(tmp_path):
-    from itrlib.notebook_runner import executed_name, project_notebooks
-    from itrlib.regression import prepare_notebooks
+    from itrlib.suite.notebook_runner import executed_name, project_notebooks
+    from itrlib.suite.regression import prepare_notebooks
 
     written = prepare_notebooks(tmp_path, "smoke")
     assert [p.name for p in written] == [executed_name(nb) for nb in project_notebooks()]

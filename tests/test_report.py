@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from itrlib.report import (
+from itrlib.suite.report import (
     STANDARD_COLUMNS,
     Caption,
     format_frame,
@@ -20,7 +20,7 @@ from itrlib.report import (
     paper_sweep_note,
     write_table,
 )
-from itrlib.report import paper as paper_module
+from itrlib.suite.report import paper as paper_module
 
 
 def test_reference_files_are_packaged():
@@ -169,7 +169,7 @@ def test_paper_sweep_is_empty_for_afa_fig3_and_reads_points_when_the_csv_has_the
 
 
 def test_metric_bars_label_every_bar_and_leave_missing_values_unlabelled():
-    from itrlib.report.plots import plot_metric_bars
+    from itrlib.suite.report.plots import plot_metric_bars
 
     table = pd.DataFrame({"variant": ["I", "I", "extra"], "source": ["ours", "paper", "ours"],
                           "rSum": [440.5, 474.9, 157.4]})
@@ -184,7 +184,7 @@ def _bar_labels(ax):
 
 
 def test_ours_and_the_paper_get_separate_panels_with_their_settings():
-    from itrlib.report.plots import NOT_COMPARABLE, plot_ours_beside_paper
+    from itrlib.suite.report.plots import NOT_COMPARABLE, plot_ours_beside_paper
 
     table = pd.DataFrame({"variant": ["I", "I", "extra"], "source": ["itrlib (smoke)", "AFA paper, Table 3",
                                                                       "itrlib (smoke)"], "rSum": [440.5, 474.9, 157.4]})
@@ -198,7 +198,7 @@ def test_ours_and_the_paper_get_separate_panels_with_their_settings():
 
 
 def test_a_panel_without_paper_rows_says_so():
-    from itrlib.report.plots import plot_ours_beside_paper
+    from itrlib.suite.report.plots import plot_ours_beside_paper
 
     table = pd.DataFrame({"protocol": ["f30k1k"], "method": ["a"], "source": ["itrlib (smoke)"], "rSum": [300.0]})
     fig = plot_ours_beside_paper(table, group="protocol", hue="method", ours_title="ours", paper_title="")
@@ -214,7 +214,7 @@ def _curves():
 
 
 def test_training_curves_number_epochs_from_zero_and_mark_the_schedule():
-    from itrlib.report.plots import plot_training_curves
+    from itrlib.suite.report.plots import plot_training_curves
 
     fig = plot_training_curves(*_curves(), title="t", hardest_from_epoch=1, lr_decay_epochs=[3], lr_decay_factor=0.1)
     ax_loss, ax_val = fig.axes[0], fig.axes[1]
@@ -230,14 +230,14 @@ def test_training_curves_number_epochs_from_zero_and_mark_the_schedule():
 
 
 def test_training_curves_without_a_warm_up_mark_nothing():
-    from itrlib.report.plots import plot_training_curves
+    from itrlib.suite.report.plots import plot_training_curves
 
     fig = plot_training_curves(*_curves())
     assert len(fig.axes[1].lines) == 1 and not fig.axes[0].texts
 
 
 def test_sweep_marks_the_default_and_gives_the_paper_its_own_panel():
-    from itrlib.report.plots import plot_sweep
+    from itrlib.suite.report.plots import plot_sweep
 
     frame = pd.DataFrame({"k": [0, 9, 0, 9], "protocol": ["f30k1k", "f30k1k", "coco1k", "coco1k"],
                           "rSum": [220.5, 261.0, 399.2, 418.8]})

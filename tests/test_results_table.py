@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from itrlib.report.results import (
+from itrlib.suite.report.results import (
     comparison_table,
     is_ours,
     ours_title,
@@ -16,7 +16,7 @@ from itrlib.report.results import (
     training_schedule,
     variant_table,
 )
-from itrlib.report.tables import Caption
+from itrlib.suite.report.tables import Caption
 
 
 def _run(tmp_path, name="run", epochs=4, batch_size=128, bert_path="minilm", encoder="bert"):
@@ -144,7 +144,7 @@ def test_training_budget_and_schedule_read_config_yaml(tmp_path):
 def test_text_encoder_is_named_with_its_size_when_the_folder_is_readable(tmp_path):
     import json
 
-    from itrlib.report.results import text_encoder_name
+    from itrlib.suite.report.results import text_encoder_name
 
     folder = tmp_path / "bert-base-uncased"
     folder.mkdir()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from itrlib.nn.functional import flush_subnormals, l2norm
-from itrlib.nn.semantic_enhancement import CGE, SGE, global_enhance, masked_softmax
+from itrlib.nn.user_semantic_enhancement import CGE, SGE, global_enhance, masked_softmax
 
 EPS_NORM = 1e-8  # l2norm adds eps to the norm
 

@@ -17,7 +17,7 @@ from itrlib.engine.trainer import Trainer
 from itrlib.errors import DataError
 from itrlib.models.registry import register_model
 from itrlib.models.vse import VSEConfig, VSEModel, build_vse
-from itrlib.runs import evaluate_run_protocols
+from itrlib.runs.trained import evaluate_trained
 
 
 def test_npy_and_text_side_files_are_read_per_image(smoke_data):
@@ -117,7 +117,7 @@ def test_a_model_with_side_inputs_trains_validates_and_evaluates(smoke_data, tmp
     summary = Trainer(config, progress=False).fit()
     assert summary["best_val"]["rsum"] > 0
     assert "train" in SideVSE.calls and "eval" in SideVSE.calls  # validation saw the side inputs too
-    results = evaluate_run_protocols(tmp_path / "side", ["f30k1k"], progress=False)
+    results = evaluate_trained(tmp_path / "side", ["f30k1k"], progress=False)
     assert results["f30k1k"]["metrics"]["rsum"] > 0
 
 

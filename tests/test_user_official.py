@@ -19,8 +19,8 @@ import torch
 
 from itrlib.losses.uto import uto_loss
 from itrlib.models.user import USERConfig, USERImageEncoder
-from itrlib.nn.momentum import FeatureQueue, make_key_encoder, momentum_update
-from itrlib.nn.semantic_enhancement import SGE
+from itrlib.nn.user_momentum import FeatureQueue, make_key_encoder, momentum_update
+from itrlib.nn.user_semantic_enhancement import SGE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "user_official.json"
 TOL = 1e-5

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from itrlib.models.user import ABLATION_ROWS
-from itrlib.studies.user import (
+from itrlib.suite.studies.user import (
     BASELINE_ROW,
     BATCH_SWEEP,
     FULL_ROW,

@@ -74,7 +74,7 @@ def test_warm_up_uses_the_sum_loss_then_hardest_negatives(model, monkeypatch):
 
 @pytest.mark.parametrize("name", ["vse", "afa"])
 def test_max_violation_false_keeps_the_sum_over_negatives(name):
-    from itrlib.models.registry import build_model, model_config_class
+    from itrlib.models import build_model, model_config_class
 
     config = model_config_class(name)(embed_size=16, max_violation=False, mean_warmup_epochs=1)
     built = build_model(config, feature_dim=8, text=TextConfig(),

@@ -23,7 +23,7 @@ from itrlib.data.precomp import read_ids, read_lines
 from itrlib.devices import resolve_device
 from itrlib.errors import DataError, ItrlibError, WeightsNotFoundError
 from itrlib.io import atomic_save
-from itrlib.progress import progress_bar
+from itrlib.progress import progress_bar, progress_mode
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 """File suffixes (any case) searched for images."""
@@ -124,8 +124,6 @@ def load_clip(model_path: str | os.PathLike) -> tuple[Any, Any]:
                                    + how_to_provide_clip())
     from transformers import CLIPImageProcessor, CLIPModel
     from transformers.utils import logging as hf_logging
-
-    from itrlib.progress import progress_mode
 
     if progress_mode() != "bars":
         hf_logging.disable_progress_bar()

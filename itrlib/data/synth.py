@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from itrlib.data.synth_sizes import DEFAULT_FEATURE_DIM, SIZES
 from itrlib.errors import ConfigError
 from itrlib.io import atomic_save, atomic_write_json, atomic_write_text, default_permissions
 from itrlib.progress import progress_bar
@@ -47,14 +48,8 @@ GENERATOR_CHANGES = {
 }
 """What each version changed in the written files (the message when a dataset of another version is used)."""
 SPLITS = ("train", "dev", "test", "testall")
-SIZES: dict[str, dict[str, int]] = {
-    "smoke": {"train": 120, "dev": 40, "test": 40, "testall": 50},
-    "small": {"train": 1000, "dev": 200, "test": 200, "testall": 500},
-    "medium": {"train": 5000, "dev": 1000, "test": 1000, "testall": 5000},
-}
 N_REGIONS = 36
 CAPTIONS_PER_IMAGE = 5
-DEFAULT_FEATURE_DIM = 2048
 GLOBAL_DIM = 512
 SEMANTIC_DIM = 256  # latent space of the region "semantics" before the random projection
 TESTALL_FOLDS = 5  # twins never straddle a fold of the 5-fold 1K-style protocol

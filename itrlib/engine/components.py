@@ -14,8 +14,8 @@ from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import BEST, LAST, load_checkpoint
 from itrlib.engine.run_folder import check_same_run, load_model_state, stored_config
 from itrlib.errors import ConfigError, ItrlibError
+from itrlib.models import build_model
 from itrlib.models.base import RetrievalModel
-from itrlib.models.registry import build_model
 
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "config.yaml"

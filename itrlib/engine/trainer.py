@@ -50,7 +50,7 @@ from itrlib.engine.seeding import restore_rng_state, rng_state, seed_everything
 from itrlib.errors import ItrlibError
 from itrlib.evaluation.encode import autocast_for
 from itrlib.evaluation.evaluate import evaluate_split
-from itrlib.evaluation.protocols import Protocol
+from itrlib.evaluation.protocols import whole_split
 from itrlib.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from itrlib.progress import format_seconds, progress_bar, say
 
@@ -113,8 +113,7 @@ class Trainer:
         kernel = {config.train.adamw: True}  # foreach=True or fused=True (train.adamw)
         self.optimizer = torch.optim.AdamW(groups, lr=config.train.lr, weight_decay=config.train.weight_decay,
                                            **kernel)
-        self.val_protocol = Protocol(name="dev", split=config.data.val_split, folds=1,
-                                     description="per-epoch model selection")
+        self.val_protocol = whole_split(config.data.val_split)  # per-epoch model selection
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.best: dict = {"rsum": -math.inf, "epoch": None}
         atomic_write_text(self.run_dir / CONFIG_FILE, dump_yaml(config))

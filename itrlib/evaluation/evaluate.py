@@ -16,7 +16,8 @@ import torch
 from itrlib.data.precomp import PrecompSplit
 from itrlib.data.text import Tokenizer
 from itrlib.evaluation.encode import autocast_for, encode_split
-from itrlib.evaluation.protocols import Protocol, check_tie_rule, evaluate_blocks, protocol_blocks
+from itrlib.evaluation.protocols import Protocol, check_tie_rule, protocol_blocks
+from itrlib.evaluation.ranking import evaluate_blocks
 from itrlib.evaluation.scoring import block_shape, sharded_scores
 from itrlib.models.base import RetrievalModel
 

@@ -23,7 +23,7 @@ from itrlib.losses.triplet import triplet_loss
 from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.models.vse import check_projection
-from itrlib.nn.aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
+from itrlib.nn.afa_aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
 from itrlib.nn.functional import l2norm
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.text_encoders import build_token_encoder

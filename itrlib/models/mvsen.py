@@ -3,7 +3,7 @@
 image regions (B, K, D_img)                      -> memory-augmented encoder (shared) -> regions (B, K, d)
 caption ids (B, L) -> frozen BERT (sum of last 4 layers) -> BiGRU (mean of directions, L2 per word)
                                                  -> memory-augmented encoder (shared) -> words (B, L, d)
-score(image, caption) = the pairwise matching network of :mod:`itrlib.nn.similarity_reasoning` with the
+score(image, caption) = the pairwise matching network of :mod:`itrlib.nn.mvsen_similarity_reasoning` with the
 regions (code direction ``i2t``) or the words (``t2i``) as graph nodes: every pair goes through a network,
 so evaluation scores blocks of images x captions in one pass each.
 
@@ -19,7 +19,7 @@ Training (eq. 18): L = L_r + delta * (gamma * L_m + (1 - gamma) * L_c), returned
 
 Defaults are the released code's (FlyCuteBird/MVSEN @ 802002c; behaviour matched, code written anew);
 docs/PAPER_DIFFERENCES.md section 4 lists every departure from the paper and the switch that undoes it.
-Both directions are separate models; their ensemble is a composite run (:mod:`itrlib.composite`).
+Both directions are separate models; their ensemble is a composite run (:mod:`itrlib.runs.composite`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from itrlib.losses.dynamic_topk import NEGATIVES, dynamic_topk_hinge
 from itrlib.models.base import Extras, RetrievalModel
 from itrlib.models.registry import register_model
 from itrlib.nn.functional import length_mask
-from itrlib.nn.memory_attention import MemoryAttention, MemoryAugmentedEncoder
+from itrlib.nn.mvsen_memory_attention import MemoryAttention, MemoryAugmentedEncoder
+from itrlib.nn.mvsen_similarity_reasoning import PairFeatures, SimilarityGraph, block_scores, pairwise_scores
 from itrlib.nn.padded import PaddedSet
-from itrlib.nn.similarity_reasoning import PairFeatures, SimilarityGraph, block_scores, pairwise_scores
 from itrlib.nn.text_encoders import FrozenBertLayerSum, GRUWordFeatures
 
 DIRECTIONS = {"i2t": "regions", "t2i": "words"}
@@ -51,7 +51,7 @@ the paper's equations name them the other way round (docs/PAPER_DIFFERENCES.md s
 code names."""
 LABEL_VIEWS = ("official", "paper")
 POSITIVE_CAPTIONS = ("random", "next")
-LABEL_INPUT = SideInput("label", how_to_build="python -m itrlib data labels --root {root} --top N, N = "
+LABEL_INPUT = SideInput("label", how_to_build="python -m itrlib data labels --data-root {root} --top N, N = "
                                                "model.num_labels (1000 in the f30k/coco presets)",
                         width_key="model.num_labels")
 """``{split}_label.txt``: one line of 0/1 noun labels per image (``python -m itrlib data labels``)."""

@@ -1,4 +1,9 @@
-"""Model registry: ``model.name`` in a config -> (config dataclass, builder)."""
+"""Model registry: ``model.name`` in a config -> (config dataclass, builder).
+
+Each model module registers itself when imported (``import itrlib.models`` imports them all); the config
+dataclass is also handed to :func:`itrlib.config.register_model_config`, so configs resolve their ``model``
+section without importing any model.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from itrlib.errors import ConfigError
+from itrlib.config import model_config_class, register_model_config
 
 
 @dataclass(frozen=True)
@@ -23,28 +28,17 @@ def register_model(name: str, config_class: type) -> Callable:
 
     def decorator(build: Callable) -> Callable:
         _REGISTRY[name] = ModelEntry(config_class, build)
+        register_model_config(name, config_class)
         return build
 
     return decorator
 
 
 def registered_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_REGISTRY)
-
-
-def model_config_class(name: str) -> type:
-    _ensure_loaded()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown model.name {name!r}; registered models: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name].config_class
 
 
 def build_model(config: Any, **kwargs: Any):
     """Instantiate the model named by ``config.name`` (kwargs: feature_dim, text, tokenizer)."""
-    model_config_class(config.name)
+    model_config_class(config.name)  # ConfigError for a name nobody registered
     return _REGISTRY[config.name].build(config, **kwargs)
-
-
-def _ensure_loaded() -> None:
-    import itrlib.models  # noqa: F401  (imports every model module, which registers itself)

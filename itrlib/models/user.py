@@ -37,9 +37,9 @@ from itrlib.models.vse import VSEEncoderConfig
 from itrlib.nn.functional import l2norm
 from itrlib.nn.gpo import GPO
 from itrlib.nn.mlp import ResidualProjection
-from itrlib.nn.momentum import FeatureQueue, check_queue_size, make_key_encoder, momentum_update
-from itrlib.nn.semantic_enhancement import CGE, SGE
 from itrlib.nn.text_encoders import BertTokenFeatures, build_token_encoder
+from itrlib.nn.user_momentum import FeatureQueue, check_queue_size, make_key_encoder, momentum_update
+from itrlib.nn.user_semantic_enhancement import CGE, SGE
 
 ENHANCEMENTS = ("sge", "cge", "none")
 CLIP_INPUT = SideInput("clip", how_to_build="python -m itrlib data clip-features --images <image folder> "

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from itrlib.errors import WeightsNotFoundError
 from itrlib.nn.functional import safe_l2norm
+from itrlib.progress import progress_mode
 
 
 class BertTokenFeatures(nn.Module):
@@ -29,8 +30,6 @@ class BertTokenFeatures(nn.Module):
         super().__init__()
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
-
-        from itrlib.progress import progress_mode
 
         if progress_mode() != "bars":  # no "Loading weights" bar in logs and executed notebooks
             hf_logging.disable_progress_bar()

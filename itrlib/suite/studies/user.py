@@ -15,15 +15,15 @@ import pandas as pd
 import torch
 
 from itrlib.engine.components import load_run
-from itrlib.experiments import train_and_evaluate
-from itrlib.inference_time import TEST_SIZES, inference_time_table
 from itrlib.models.user import ABLATION_ROWS
-from itrlib.profiles import get_profile
-from itrlib.report.paper import load_reference, paper_row, paper_sweep, paper_sweep_note, paper_training
-from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
-from itrlib.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
-from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, Sweep, shared_run_name, step_budget
+from itrlib.suite.experiments import train_and_evaluate
+from itrlib.suite.inference_time import TEST_SIZES, inference_time_table
+from itrlib.suite.profiles import get_profile
+from itrlib.suite.report.paper import load_reference, paper_row, paper_sweep, paper_sweep_note, paper_training
+from itrlib.suite.report.plots import plot_ours_beside_paper, plot_sweep
+from itrlib.suite.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
+from itrlib.suite.report.tables import Caption, metrics_frame
+from itrlib.suite.studies.sweeps import SMOKE_SWEEP_STEPS, Sweep, shared_run_name, step_budget
 
 FULL_RUN = "user"
 CGE_RUN = "user_cge"

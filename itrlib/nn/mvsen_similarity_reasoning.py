@@ -164,30 +164,3 @@ def block_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, n
             out[i0:i0 + img_step, idx] = pairwise_scores(graph, regions[i0:i0 + img_step], caps, nodes, scale,
                                                          slope)[0]
     return out
-
-def caption_loop_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,
-                        scale: float = 10.0, slope: float = 0.1, image_shard: int = 64) -> torch.Tensor:
-    """Scores (I, C) computed the way the release evaluates (``evaluation.shard_xattn`` + ``Reason_*``).
-
-    For each block of ``image_shard`` images and for each caption, one at a time: the caption cut to its
-    length and repeated for every image, both attention directions computed (the release always computes
-    both), the query/key projections of every GCN layer applied separately, the scoring head on every node,
-    then the mean. Same network and weights as :func:`pairwise_scores`, written from the same equations in
-    the release's order: its reference in tests (``image_shard=1``: one pair at a time) and in ``make bench``.
-    """
-    out = torch.empty(len(regions), len(words), dtype=torch.float32, device=regions.features.device)
-    for i0 in range(0, len(regions), image_shard):
-        imgs = regions.features[i0:i0 + image_shard]
-        for c in range(len(words)):
-            cap = words.features[c:c + 1, :int(words.lengths[c])].expand(len(imgs), -1, -1)
-            source, query = (cap, imgs) if nodes == "regions" else (imgs, cap)
-            dots = F.leaky_relu(source @ query.transpose(1, 2), slope)  # (I, S, Q)
-            along_query = torch.softmax(scale * safe_l2norm(dots, dim=2).transpose(1, 2), dim=2)  # (I, Q, S)
-            along_source = torch.softmax(scale * safe_l2norm(dots.transpose(1, 2), dim=2).transpose(1, 2), dim=2)
-            attended, _unused = along_query @ source, along_source @ query
-            m = safe_l2norm(graph.project((attended - query).pow(2)), dim=-1)
-            for layer in graph.layers:
-                edges = torch.softmax(layer.query(m) @ layer.key(m).transpose(1, 2), dim=-1)
-                m = edges @ m + m
-            out[i0:i0 + image_shard, c] = graph.score(torch.tanh(graph.hidden(m))).squeeze(-1).mean(1)
-    return out

@@ -18,7 +18,7 @@
   at a time, both attention directions, two projections per GCN layer), in the same run on the same inputs;
   the ratio, the max |delta| between the two and the projected full F30K 1K / COCO 5K scoring time.
 
-``python -m itrlib.bench --only ranking`` runs one of them (``--only user_step --steps 3`` for a shorter run).
+``python -m itrlib.suite.bench --only ranking`` runs one of them (``--only user_step --steps 3`` for a shorter run).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from itrlib.config import RunConfig, load_config
 from itrlib.data.collate import Batch
@@ -43,8 +44,12 @@ from itrlib.engine.components import build_tokenizer, create_model
 from itrlib.evaluation.encode import autocast_for
 from itrlib.evaluation.metrics import _lanes, retrieval_metrics
 from itrlib.io import atomic_write_text
-from itrlib.nn.aggregation import aggregate_tokens, masked_max, merge_count, random_order
+from itrlib.models.mvsen import DIRECTIONS, NOMINAL_NODES, PASS_MB
+from itrlib.nn.afa_aggregation import aggregate_tokens, masked_max, merge_count, random_order
+from itrlib.nn.functional import safe_l2norm
 from itrlib.nn.mlp import ResidualProjection
+from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, block_scores
+from itrlib.nn.padded import PaddedSet
 
 
 def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
@@ -148,6 +153,7 @@ def _mismatches(reference: dict[str, np.ndarray], metrics: dict[str, float], ran
 
 def _reference_metrics(reference: dict[str, np.ndarray]) -> dict[str, float]:
     """The official metric formulas on reference ranks: R@K = 100 * mean(rank < K), medr, meanr, rsum."""
+
     out: dict[str, float] = {}
     for d in ("i2t", "t2i"):
         r = reference[d]
@@ -434,15 +440,44 @@ def user_step_profile(runner: _StepRunner, batch: Batch, steps: int = 3) -> pd.D
 
 
 FULL_EVALUATION_PAIRS = {"F30K 1K": 1000 * 5000, "COCO 5K": 5000 * 25000}
+DELTA = "max |delta|"
+SCORING_TOLERANCE = 1e-4
+"""Largest |batched - release-style loop| score accepted by the MVSEN scoring bench (float32 sums in another
+order differ by ~1e-6 at the paper's widths; a wrong mask or node gives differences of order 0.1)."""
+
+
+def caption_loop_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,
+                        scale: float = 10.0, slope: float = 0.1, image_shard: int = 64) -> torch.Tensor:
+    """Scores (I, C) computed the way the release evaluates (``evaluation.shard_xattn`` + ``Reason_*``).
+
+    For each block of ``image_shard`` images and for each caption, one at a time: the caption cut to its
+    length and repeated for every image, both attention directions computed (the release always computes
+    both), the query/key projections of every GCN layer applied separately, the scoring head on every node,
+    then the mean. Same network and weights as
+    :func:`~itrlib.nn.mvsen_similarity_reasoning.pairwise_scores`, written from the same equations in
+    the release's order: its reference in tests (``image_shard=1``: one pair at a time) and in ``make bench``.
+    """
+    out = torch.empty(len(regions), len(words), dtype=torch.float32, device=regions.features.device)
+    for i0 in range(0, len(regions), image_shard):
+        imgs = regions.features[i0:i0 + image_shard]
+        for c in range(len(words)):
+            cap = words.features[c:c + 1, :int(words.lengths[c])].expand(len(imgs), -1, -1)
+            source, query = (cap, imgs) if nodes == "regions" else (imgs, cap)
+            dots = F.leaky_relu(source @ query.transpose(1, 2), slope)  # (I, S, Q)
+            along_query = torch.softmax(scale * safe_l2norm(dots, dim=2).transpose(1, 2), dim=2)  # (I, Q, S)
+            along_source = torch.softmax(scale * safe_l2norm(dots.transpose(1, 2), dim=2).transpose(1, 2), dim=2)
+            attended, _unused = along_query @ source, along_source @ query
+            m = safe_l2norm(graph.project((attended - query).pow(2)), dim=-1)
+            for layer in graph.layers:
+                edges = torch.softmax(layer.query(m) @ layer.key(m).transpose(1, 2), dim=-1)
+                m = edges @ m + m
+            out[i0:i0 + image_shard, c] = graph.score(torch.tanh(graph.hidden(m))).squeeze(-1).mean(1)
+    return out
 
 
 def mvsen_scoring(device: torch.device | str = "cpu", n_img: int = 64, n_cap: int = 256, dim: int = 1024,
                   seed: int = 0) -> pd.DataFrame:
     """One row per direction: batched vs release-style pairs/s, ratio, max |delta|, projected full scoring."""
-    from itrlib.models.mvsen import DIRECTIONS, NOMINAL_NODES, PASS_MB
-    from itrlib.nn.padded import PaddedSet
-    from itrlib.nn.similarity_reasoning import SimilarityGraph, block_scores, caption_loop_scores
-
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -468,16 +503,26 @@ def mvsen_scoring(device: torch.device | str = "cpu", n_img: int = 64, n_cap: in
         loop_rate, batched_rate = pairs / timings["loop"][1], pairs / timings["batched"][1]
         row = {"direction": f"{direction} ({nodes} as nodes)", "release-style loop pairs/s": loop_rate,
                "batched pairs/s": batched_rate, "speed-up": batched_rate / loop_rate,
-               "max |delta|": f'{float((timings["loop"][0] - timings["batched"][0]).abs().max()):.1e}'}
+               DELTA: float((timings["loop"][0] - timings["batched"][0]).abs().max())}
         for label, count in FULL_EVALUATION_PAIRS.items():
             row[f"{label} loop min"] = count / loop_rate / 60
             row[f"{label} batched min"] = count / batched_rate / 60
+        if not row[DELTA] <= SCORING_TOLERANCE:
+            raise RuntimeError(f"MVSEN scoring bench, {direction}: the batched scores differ from the release-style "
+                               f"loop's by up to {row[DELTA]:.2e} (tolerance {SCORING_TOLERANCE:.0e})")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as Markdown: 2 decimals, except differences (columns named like ``max |delta|``) in
+    scientific notation, so that a difference of 1e-6 shows as 1.0e-06, not 0.00."""
+    formats = tuple(".1e" if "|delta|" in str(column) else ".2f" for column in table.columns)
+    return table.to_markdown(index=False, floatfmt=formats)
+
+
 def _write(out: Path, name: str, header: str, table: pd.DataFrame) -> None:
-    text = f"{header}\n\n{table.to_markdown(index=False, floatfmt='.2f')}\n"
+    text = f"{header}\n\n{markdown_table(table)}\n"
     print(text)
     atomic_write_text(out / name, text)
 

@@ -1,6 +1,6 @@
 """Execute the suite's notebooks headlessly with papermill, one profile at a time, timing each.
 
-Used by ``make notebooks`` / ``make reproduce-tables`` and ``python -m itrlib notebooks``. Every notebook
+Used by ``make notebooks`` / ``make reproduce-tables`` and ``python -m itrlib.suite notebooks``. Every notebook
 gets the same parameters (``profile``, and when given ``data_root``, ``bert_path``, ``overrides``); the
 executed copies go to the profile's ``notebooks/`` folder beside its runs, tables and figures, with
 ``timings.json`` (start, end and seconds of each notebook). The log holds only what the cells print:
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from itrlib.errors import ConfigError, ItrlibError
 from itrlib.io import atomic_write_json
-from itrlib.notebook import check_notebook_inputs, find_project_root
-from itrlib.profiles import get_profile
 from itrlib.progress import PROGRESS_ENV, format_seconds
+from itrlib.suite.notebook import check_notebook_inputs, find_project_root
+from itrlib.suite.profiles import get_profile
 
 NOTEBOOK_DIR = "notebooks"
 TIMINGS_FILE = "timings.json"
@@ -73,7 +73,7 @@ def executed_name(notebook: str | Path) -> str:
 def notebook_parameters(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
                         overrides: Sequence[str] = (), root: str | Path | None = None) -> dict:
     """The papermill parameters every notebook takes; unset ones keep the notebook's default. Bad ones fail here,
-    before any kernel starts (:func:`~itrlib.notebook.check_notebook_inputs`; a relative ``data_root`` is read
+    before any kernel starts (:func:`~itrlib.suite.notebook.check_notebook_inputs`; a relative ``data_root`` is read
     from ``root``, the project root the notebooks run in)."""
     check_notebook_inputs(profile, data_root=data_root, bert_path=bert_path, overrides=list(overrides),
                           root=Path(root or find_project_root()))

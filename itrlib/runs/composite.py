@@ -1,4 +1,4 @@
-"""Composite runs: a run folder whose scores are a weighted sum of member runs' scores.
+"""Composite runs: a run folder whose scores are a weighted sum of trained runs' scores (its members).
 
 ``S = sum_k w_k S_k`` over the members' float32 score matrices of the same split (MVSEN's two-direction
 ensemble; later two-stage retrieval). With two members the weights are ``(alpha, 1 - alpha)``; ``alpha`` is
@@ -17,10 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from itrlib.config import load_config
+from itrlib.engine.checkpoint import BEST
 from itrlib.engine.components import CONFIG_FILE
 from itrlib.errors import ConfigError, DataError, ItrlibError
-from itrlib.evaluation.protocols import evaluate_scores, get_protocol
+from itrlib.evaluation.protocols import get_protocol, whole_split
+from itrlib.evaluation.ranking import evaluate_scores
 from itrlib.io import atomic_write_json, check_writable
+from itrlib.runs.scores import file_stamp
+from itrlib.runs.trained import eval_path, trained_split_scores
 
 COMPOSITE_FILE = "composite.json"
 DEFAULT_ALPHA_STEP = 0.05
@@ -71,7 +75,7 @@ def tune_alpha(dev_scores: Sequence[np.ndarray], step: float = DEFAULT_ALPHA_STE
     if len(dev_scores) != 2:
         raise ConfigError(f"tuning alpha needs exactly two members, got {len(dev_scores)}; give fixed weights")
     grid = alpha_grid(step)
-    rsums = [evaluate_scores(combine(dev_scores, (a, 1 - a)), "f30k1k", caps_per_image=caps_per_image,
+    rsums = [evaluate_scores(combine(dev_scores, (a, 1 - a)), whole_split("dev"), caps_per_image=caps_per_image,
                              ties=ties)["metrics"]["rsum"] for a in grid]
     return {"alpha": grid[int(np.argmax(rsums))], "grid": grid, "dev_rsum": rsums}
 
@@ -87,8 +91,6 @@ def create_composite(run_dir: str | Path, members: Sequence[str | Path], *, weig
     saved ``scores-<split>.npy`` when fresh, else each member is evaluated once and its scores saved.
     Returns ``{protocol: eval result}``.
     """
-    from itrlib.runs import run_split_scores
-
     run_dir = Path(run_dir)
     members = [str(m) for m in members]
     if len(members) < 2:
@@ -112,7 +114,7 @@ def create_composite(run_dir: str | Path, members: Sequence[str | Path], *, weig
     check_writable(run_dir / COMPOSITE_FILE, "the composite definition")
     tuning = None
     if tune:
-        dev = [run_split_scores(m, load_config(Path(m) / CONFIG_FILE).data.val_split, device=device,
+        dev = [trained_split_scores(m, load_config(Path(m) / CONFIG_FILE).data.val_split, device=device,
                                 progress=progress)[0] for m in members]
         tuning = tune_alpha(dev, alpha_step, ties)
         weights = (tuning["alpha"], 1 - tuning["alpha"])
@@ -131,11 +133,9 @@ def _check_weights(weights: Sequence[float], members: Sequence[str]) -> None:
 
 
 def _check_members(run_dir: str | Path, members: Sequence[str], data_root: str | None, tuned: bool = False) -> None:
-    """Raise ItrlibError unless every member is an existing run folder with a trained ``best.pt`` (or a composite
-    run), other than ``run_dir``; without ``data_root`` the trained members must share their ``data.root``, and
-    ``tuned`` (alpha tuned on dev) needs trained members with the same dev split. Nothing is read but configs."""
-    from itrlib.engine.checkpoint import BEST
-
+    """Raise ItrlibError unless every member is a trained run folder with a ``best.pt``, other than ``run_dir``;
+    without ``data_root`` the members must share their ``data.root``, and ``tuned`` (alpha tuned on dev) needs
+    members with the same dev split. Nothing is read but configs."""
     configs = {}
     for member in members:
         folder = Path(member)
@@ -144,10 +144,8 @@ def _check_members(run_dir: str | Path, members: Sequence[str], data_root: str |
             raise ItrlibError(f"composite member {member} {state}")
         if folder.resolve() == Path(run_dir).resolve():
             raise ItrlibError(f"composite member {member} is the composite run itself")
-        if is_composite(folder) and not tuned:
-            continue
         if not (folder / CONFIG_FILE).is_file():
-            kind = "a composite run: tuning alpha on dev needs trained runs" if is_composite(folder) else (
+            kind = "a composite run: members are trained runs" if is_composite(folder) else (
                 f"not a run folder (no {CONFIG_FILE})")
             raise ItrlibError(f"composite member {member} is {kind}")
         if not (folder / BEST).is_file():
@@ -173,8 +171,6 @@ def _check_same(configs: dict, what: str, value: Callable, hint: str) -> None:
 def evaluate_composite(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
                        device: str = "auto", ties: str | None = None, progress: bool = True) -> dict[str, dict]:
     """Evaluate a composite run under ``protocols``; writes ``eval-<protocol>.json`` atomically."""
-    from itrlib.runs import eval_path
-
     spec = load_composite(run_dir)
     root = data_root or spec.get("data_root")
     ties = ties or "pessimistic"
@@ -210,10 +206,8 @@ def composite_split_scores(run_dir: str | Path, split: str, *, data_root: str | 
 def _combined_scores(run_dir: str | Path, spec: dict, split: str, root: str | None, device: str, progress: bool
                      ) -> tuple[np.ndarray, str, int, list]:
     """(weighted sum of the members' scores on ``split``, data folder, captions per image, member epochs)."""
-    from itrlib.runs import run_split_scores
-
     _check_members(run_dir, spec["members"], root)
-    loaded = [run_split_scores(m, split, data_root=root, device=device, progress=progress)
+    loaded = [trained_split_scores(m, split, data_root=root, device=device, progress=progress)
               for m in spec["members"]]
     roots = {str(Path(meta["data_root"]).resolve()) for _, meta in loaded}
     if len(roots) != 1:
@@ -225,9 +219,6 @@ def _combined_scores(run_dir: str | Path, spec: dict, split: str, root: str | No
 
 def _member_stamps(members: Sequence[str]) -> list[list[int] | None]:
     """Stamp of each member's ``best.pt`` (None when absent): a retrained member changes it."""
-    from itrlib.engine.checkpoint import BEST
-    from itrlib.scores import file_stamp
-
     return [file_stamp(Path(m) / BEST) if (Path(m) / BEST).is_file() else None for m in members]
 
 

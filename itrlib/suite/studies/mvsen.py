@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from itrlib.composite import create_composite
-from itrlib.experiments import train_and_evaluate
 from itrlib.models.mvsen import ABLATION_ROWS, ENSEMBLE_ROWS
-from itrlib.profiles import get_profile, run_config
-from itrlib.report.paper import paper_sweep_note
-from itrlib.report.plots import plot_sweep
-from itrlib.report.results import Results, ours_title, table_caption, variant_table
-from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import Sweep, shared_run_name, step_budget
+from itrlib.runs.composite import create_composite
+from itrlib.suite.experiments import train_and_evaluate
+from itrlib.suite.profiles import get_profile, run_config
+from itrlib.suite.report.paper import paper_sweep_note
+from itrlib.suite.report.plots import plot_sweep
+from itrlib.suite.report.results import Results, ours_title, table_caption, variant_table
+from itrlib.suite.report.tables import Caption, metrics_frame
+from itrlib.suite.studies.sweeps import Sweep, shared_run_name, step_budget
 
 DIRECTIONS = ("t2i", "i2t")
 ENSEMBLE = "MVSEN t2i+i2t"

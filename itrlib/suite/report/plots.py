@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from itrlib.io import atomic_save
-from itrlib.report.results import is_ours
+from itrlib.suite.report.results import is_ours
 
 NOT_COMPARABLE = "Different data, encoders and budgets: compare the pattern within each panel, not bars across panels."
 MARK_COLOR = "0.35"
@@ -134,7 +134,7 @@ def plot_training_curves(steps: pd.DataFrame, val: pd.DataFrame, title: str = ""
     Epochs are numbered from 0, as in the config (``train.lr_decay_epochs``, ``model.mean_warmup_epochs``).
     ``hardest_from_epoch`` (the first epoch of the hardest-negative loss; before it the loss sums over all
     negatives, so its scale drops there) and each lr decay epoch get a dashed line and a label on both
-    panels; :func:`itrlib.report.results.training_schedule` reads them from a run's ``config.yaml``.
+    panels; :func:`itrlib.suite.report.results.training_schedule` reads them from a run's ``config.yaml``.
     """
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     marks = _schedule_marks(hardest_from_epoch, lr_decay_epochs, lr_decay_factor)
@@ -187,7 +187,7 @@ def plot_ours_beside_paper(table: pd.DataFrame, metric: str = "rSum", *, group: 
     """Our rows (``source`` ``itrlib ...``) and the paper rows in two panels with their own y axes.
 
     Each panel is titled with its setting (``ours_title``/``paper_title``: data, test images, text encoder,
-    budget, e.g. from :func:`itrlib.report.results.ours_title`); a ``hue`` value keeps its colour in both.
+    budget, e.g. from :func:`itrlib.suite.report.results.ours_title`); a ``hue`` value keeps its colour in both.
     Without paper rows the right panel says so. ``note`` (e.g. what rows I–IV are) goes under the panels.
     """
     mask = is_ours(table)
@@ -241,7 +241,7 @@ def plot_sweep(frame: pd.DataFrame, x: str, y: str = "rSum", hue: str = "protoco
     """Line plot of ``y`` against ``x``, one line per ``hue`` value (e.g. rSum against AFA's k).
 
     ``default`` marks the default ``x`` with a dashed line and ``default_label``. Given ``paper`` (the
-    points of :func:`itrlib.report.paper.paper_sweep`: ``parameter``, ``value``, ``protocol``), the paper's
+    points of :func:`itrlib.suite.report.paper.paper_sweep`: ``parameter``, ``value``, ``protocol``), the paper's
     curve gets its own panel titled ``paper_title``; when it holds no points that panel says the paper gives
     no values, with ``paper_note`` (what the paper says instead).
     """

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import itrlib.models  # noqa: F401  (registers every model: configs resolve model.name through the registry)
 from itrlib.config import RunConfig, list_presets, load_config
+from itrlib.data import synth
 from itrlib.errors import ConfigError, DataError
 from itrlib.evaluation.protocols import PROTOCOLS
 from itrlib.io import atomic_write_text
@@ -138,8 +140,6 @@ def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
     synthetic data); one that exists without a dataset card is read as the user's precomp features. An embedded
     dataset written by another generator version is a :class:`DataError` that says what changed and how to
     rebuild it (rebuilding is not automatic: the old files may be what earlier runs used)."""
-    from itrlib.data.synth import GENERATOR_CHANGES, GENERATOR_VERSION, write_synthetic
-
     spec = get_profile(profile)
     root = Path(config.data.root)
     card = root / "dataset_card.json"
@@ -147,15 +147,15 @@ def ensure_data(config: RunConfig, profile: str, progress: bool = True) -> Path:
         return root
     if not card.is_file():
         if root.resolve() == default_data_root(profile).resolve():
-            write_synthetic(root, size=spec.synth_size, progress=progress)
+            synth.write_synthetic(root, size=spec.synth_size, progress=progress)
         else:
             check_data_folder(root, profile)
         return root
     found = json.loads(card.read_text(encoding="utf-8")).get("generator_version")
-    if found != GENERATOR_VERSION:
-        change = GENERATOR_CHANGES.get(GENERATOR_VERSION, "see itrlib/data/synth.py")
+    if found != synth.GENERATOR_VERSION:
+        change = synth.GENERATOR_CHANGES.get(synth.GENERATOR_VERSION, "see itrlib/data/synth.py")
         raise DataError(f"{root} was written by the synthetic-data generator {found}; this code writes "
-                        f"{GENERATOR_VERSION} ({change}). Rebuild it: make data, or python -m itrlib data synth "
+                        f"{synth.GENERATOR_VERSION} ({change}). Rebuild it: make data, or python -m itrlib data synth "
                         f"--out {root} --size {spec.synth_size}")
     return root
 

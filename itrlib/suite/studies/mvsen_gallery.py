@@ -17,14 +17,14 @@ import numpy as np
 from itrlib.data.precomp import PrecompSplit, open_split
 from itrlib.evaluation.examples import RetrievalExample, image_retrieval, sample_queries, text_retrieval
 from itrlib.evaluation.protocols import get_protocol
-from itrlib.profiles import get_profile
-from itrlib.report.gallery import ImageSource, image_retrieval_figure, image_source, text_retrieval_figure
-from itrlib.report.results import Results, data_kind
-from itrlib.runs import run_split_scores
-from itrlib.studies.mvsen import ENSEMBLE, OTHER_MODELS
+from itrlib.runs.any_run import run_split_scores
+from itrlib.suite.profiles import get_profile
+from itrlib.suite.report.gallery import ImageSource, image_retrieval_figure, image_source, text_retrieval_figure
+from itrlib.suite.report.results import Results, data_kind
+from itrlib.suite.studies.mvsen import ENSEMBLE, OTHER_MODELS
 
 MODELS = (ENSEMBLE, *(label for label, _, _ in OTHER_MODELS))
-"""Models side by side (labels of :func:`itrlib.studies.mvsen.run_comparison`): the MVSEN ensemble (alpha
+"""Models side by side (labels of :func:`itrlib.suite.studies.mvsen.run_comparison`): the MVSEN ensemble (alpha
 0.5), AFA, VSE∞ and USER (SGE)."""
 FIGURES = {"test": ("Fig. 6", "Fig. 8", "Flickr30K-style test split"),
            "testall": ("Fig. 7", "Fig. 9", "MS-COCO-style testall split")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from itrlib.profiles import get_profile, run_config
+from itrlib.suite.profiles import get_profile, run_config
 
 ONE_EPOCH_BUDGET = ["train.epochs=1", "train.lr_decay_epochs=[]", "train.keep_last=false"]
 """Overrides of sweep and ablation runs on synthetic data: one epoch at the initial lr, and no ``last.pt``

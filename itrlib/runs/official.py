@@ -26,9 +26,16 @@ from pathlib import Path
 import torch
 
 from itrlib.config import RunConfig, load_config, preset_path
-from itrlib.data.text import Tokenizer
+from itrlib.data.precomp import open_split
+from itrlib.data.text import BertWordPieceTokenizer, Tokenizer, resolve_bert_path
+from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import BEST, LAST
+from itrlib.engine.components import CONFIG_FILE, LoadedRun, create_model
 from itrlib.errors import ConfigError, ItrlibError
+from itrlib.evaluation.protocols import get_protocol
+from itrlib.io import atomic_write_json, check_writable
+from itrlib.progress import say
+from itrlib.runs.trained import eval_line, evaluate_loaded
 
 ARCHS = ("user", "vse")
 PRESETS = {"vse": "baseline_f30k", "user": "user_f30k"}
@@ -201,8 +208,6 @@ def read_official_checkpoint(path: str | Path) -> dict:
     A checkpoint of a suite run (``best.pt``/``last.pt`` of a run folder) is refused with the ``eval --run``
     command that evaluates it.
     """
-    from itrlib.engine.components import CONFIG_FILE
-
     path = Path(path)
     if not path.is_file():
         raise ItrlibError(f"official checkpoint {path} does not exist")
@@ -232,7 +237,8 @@ def _suite_checkpoint_error(path: Path, in_run_folder: bool) -> ItrlibError:
     which = RUN_CHECKPOINTS.get(path.name, "best")
     return ItrlibError(f"{path} is a checkpoint of an itrlib run, not an official USER/VSE-infinity checkpoint: "
                        f"evaluate {'its' if in_run_folder else 'the'} run folder with `python -m itrlib eval --run "
-                       f"{folder} --checkpoint {which} --protocol ...` (--arch is for the authors' released files)")
+                       f"{folder} --checkpoint {which} --protocol ...` (eval-official is for the authors' "
+                       "released files)")
 
 
 @contextmanager
@@ -251,9 +257,6 @@ def load_official_model(arch: str, official: object, *, bert_path: str | Path, f
     Every model entry must be filled and every converted entry used, except the BERT buffers of
     :data:`BERT_BUFFERS`, which stay the model's own.
     """
-    from itrlib.data.text import BertWordPieceTokenizer, resolve_bert_path
-    from itrlib.engine.components import create_model
-
     converted = convert_state_dict(arch, official)
     opt = official.get("opt") if isinstance(official, Mapping) else None
     _check_opt(opt)
@@ -295,13 +298,6 @@ def evaluate_official_checkpoint(path: str | Path, arch: str, protocols: list[st
     """
     import dataclasses
 
-    from itrlib.data.precomp import open_split
-    from itrlib.devices import resolve_device
-    from itrlib.engine.components import LoadedRun
-    from itrlib.evaluation.protocols import get_protocol
-    from itrlib.io import atomic_write_json, check_writable
-    from itrlib.progress import say
-    from itrlib.runs import eval_line, evaluate_loaded
 
     _check_arch(arch)
     target = resolve_device(device, "--device")

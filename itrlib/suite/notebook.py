@@ -6,7 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from itrlib.data.text import resolve_bert_path
 from itrlib.errors import ConfigError, ItrlibError
+from itrlib.suite.profiles import check_data_folder, check_overrides, get_profile
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
@@ -55,9 +57,6 @@ def check_notebook_inputs(profile: str, *, data_root: str | Path | None = None, 
     """The profile exists, ``data_root`` (relative: to ``root``, where the notebooks run) is an existing folder,
     ``bert_path`` names text-encoder weights that are here (a folder, relative: to ``root``), and
     ``overrides`` is a list of ``section.key=value`` strings that the profile's presets accept."""
-    from itrlib.data.text import resolve_bert_path
-    from itrlib.profiles import check_data_folder, check_overrides, get_profile
-
     get_profile(profile)
     if not isinstance(overrides, (list, tuple)) or not all(isinstance(item, str) for item in overrides):
         raise ConfigError(f"parameter overrides must be a list of strings such as ['train.epochs=2'], got "

@@ -3,7 +3,7 @@ model's top-ranked captions (text retrieval), or each model's top images with th
 green (image retrieval).
 
 Images are drawn by an :class:`ImageSource`: scene sketches of the embedded dataset
-(:mod:`itrlib.report.scene_sketch`), files of a real image folder, or, without either, a panel that names
+(:mod:`itrlib.suite.report.scene_sketch`), files of a real image folder, or, without either, a panel that names
 the image id. :func:`query_picker` wraps a figure function in an ipywidgets picker for JupyterLab.
 """
 
@@ -19,8 +19,8 @@ from matplotlib.axes import Axes
 from itrlib.errors import DataError
 from itrlib.evaluation.examples import RetrievalExample
 from itrlib.progress import in_jupyterlab
-from itrlib.report.plots import wrap_text
-from itrlib.report.scene_sketch import draw_scene, read_scenes
+from itrlib.suite.report.plots import wrap_text
+from itrlib.suite.report.scene_sketch import draw_scene, read_scenes
 
 CORRECT, WRONG = "#1a9641", "#d7191c"
 

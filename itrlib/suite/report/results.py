@@ -12,9 +12,10 @@ import pandas as pd
 import yaml
 
 from itrlib.evaluation.protocols import Protocol, get_protocol
-from itrlib.profiles import get_profile
-from itrlib.report.paper import DATASET_NAMES, paper_row, paper_source, paper_training
-from itrlib.report.tables import Caption, metrics_frame
+from itrlib.runs.composite import is_composite, load_composite
+from itrlib.suite.profiles import get_profile
+from itrlib.suite.report.paper import DATASET_NAMES, paper_row, paper_source, paper_training
+from itrlib.suite.report.tables import Caption, metrics_frame
 
 Results = Mapping[object, Mapping[str, dict]]
 """``{method or variant label: {protocol: eval result}}``."""
@@ -139,8 +140,6 @@ def text_encoder_name(text: Mapping) -> str:
 def training_budget(run_dir: str | Path) -> str:
     """A run's budget in words: ``4 epochs, batch size 128, text encoder MiniLM (all-MiniLM-L6-v2)``
     (and the step cap of smoke runs); a composite run's is its members' (``members: ...``)."""
-    from itrlib.composite import is_composite, load_composite
-
     if is_composite(run_dir):
         budgets = dict.fromkeys(training_budget(m) for m in load_composite(run_dir)["members"])
         return f"composite of runs trained {' / '.join(budgets)}"
@@ -155,7 +154,7 @@ def training_budget(run_dir: str | Path) -> str:
 
 
 def training_schedule(run_dir: str | Path) -> dict:
-    """Keyword arguments of :func:`itrlib.report.plots.plot_training_curves` from a run's ``config.yaml``:
+    """Keyword arguments of :func:`itrlib.suite.report.plots.plot_training_curves` from a run's ``config.yaml``:
     ``hardest_from_epoch`` (``model.mean_warmup_epochs`` when ``model.max_violation``, else None),
     ``lr_decay_epochs`` and ``lr_decay_factor`` (``train.*``). Epochs are 0-based, as in the config."""
     config = read_run_config(run_dir)
@@ -203,6 +202,7 @@ def _paper_protocols(table: pd.DataFrame, protocols: Sequence[str]) -> list[str]
 def _budget_text(ours: Results, protocols: Sequence[str]) -> str:
     """Our runs' budgets: one text when all runs share it, else ``label, label: budget`` per budget (the
     labels that share one are named together, in row order)."""
+
     labels_by_budget: dict[str, list[str]] = {}
     for label, by_protocol in ours.items():
         budget = next((training_budget(r["run"]) for p, r in by_protocol.items() if p in protocols), None)

@@ -1,4 +1,6 @@
-"""Operations on run folders (``outputs/runs/<name>/``) used by the CLI and the notebooks."""
+"""Trained run folders (``outputs/<profile>/runs/<name>/``): evaluate a checkpoint, its saved scores, its curves.
+
+Composite runs live in :mod:`itrlib.runs.composite`; :mod:`itrlib.runs.any_run` takes a folder of either kind."""
 
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from itrlib.engine.components import LoadedRun, load_run, load_run_config
 from itrlib.engine.trainer import METRICS_FILE
 from itrlib.errors import DataError, ItrlibError
 from itrlib.evaluation.evaluate import SplitEvaluation, evaluate_split
-from itrlib.evaluation.protocols import Protocol, get_protocol
+from itrlib.evaluation.protocols import Protocol, get_protocol, whole_split
 from itrlib.io import atomic_write_json, check_writable, read_jsonl
 from itrlib.progress import say
-from itrlib.scores import file_stamp, load_scores, write_scores
+from itrlib.runs.scores import file_stamp, load_scores, write_scores
 
 CHECKPOINTS = {"best": BEST, "last": LAST}
 
@@ -27,31 +29,21 @@ def eval_path(run_dir: str | Path, protocol: str) -> Path:
     return Path(run_dir) / f"eval-{protocol}.json"
 
 
-def evaluate_run(run_dir: str | Path, protocol: str, **options) -> dict:
-    """Evaluate a run under one protocol (see :func:`evaluate_run_protocols` for the options)."""
-    return evaluate_run_protocols(run_dir, [protocol], **options)[protocol]
-
-
-def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
+def evaluate_trained(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
                            split: str | None = None, checkpoint: str = "best", device: str = "auto",
                            batch_size: int | None = None, ties: str | None = None,
                            save_scores: str | None = None, max_pairs_per_block: int | None = None,
                            progress: bool = True, reuse: bool = False) -> dict[str, dict]:
-    """Evaluate a run's checkpoint under ``protocols``; write each ``eval-<protocol>.json`` atomically.
+    """Evaluate a trained run's checkpoint under ``protocols``; write each ``eval-<protocol>.json`` atomically.
 
     Protocols on the same split are encoded and scored once (COCO 1K folds are blocks of the 5K matrix).
     ``data_root`` defaults to the run's ``data.root``; ``split`` to each protocol's split (``test`` for
     f30k1k, ``testall`` for the COCO protocols). ``ties``, ``save_scores`` and ``max_pairs_per_block``
-    default to the run's ``eval`` section. A composite run folder is evaluated from its members' scores.
+    default to the run's ``eval`` section.
     ``reuse``: a split whose protocols all have an ``eval-<protocol>.json`` of the same checkpoint file
     (its size and modification time), data folder, split and tie rule (and, when scores are to be saved,
     fresh saved scores) is read back instead of evaluated again.
     """
-    from itrlib.composite import evaluate_composite, is_composite
-
-    if is_composite(run_dir):
-        return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties,
-                                  progress=progress)
     config = load_run_config(run_dir)
     if protocols:  # before minutes of evaluation
         check_writable(eval_path(run_dir, protocols[0]), "evaluation results")
@@ -131,18 +123,14 @@ def eval_line(run_dir: str | Path, result: dict) -> str:
             + (f" [{times}]" if times else ""))
 
 
-def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None = None, checkpoint: str = "best",
-                     device: str = "auto", progress: bool = True):
-    """(float32 scores (N_img, N_cap), description) of a run on ``split``: the saved ``scores-<split>.npy``
-    when it matches the checkpoint and data, else computed now and saved (float32).
+def trained_split_scores(run_dir: str | Path, split: str, *, data_root: str | None = None,
+                         checkpoint: str = "best", device: str = "auto", progress: bool = True):
+    """(float32 scores (N_img, N_cap), description) of a trained run on ``split``: the saved
+    ``scores-<split>.npy`` when it matches the checkpoint and data, else computed now and saved (float32).
 
     ``split`` ``dev`` means the run's validation split exactly as training used it (first
-    ``data.val_max_images`` images). A composite run's scores are its members' weighted sum.
+    ``data.val_max_images`` images).
     """
-    from itrlib.composite import composite_split_scores, is_composite
-
-    if is_composite(run_dir):
-        return composite_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / CHECKPOINTS[checkpoint]
     if checkpoint_path.is_file():  # else load_run says what is missing
@@ -156,8 +144,7 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     root = data_root or run.config.data.root
     data = _open_checked(run, root, split)
-    whole = Protocol(name=split, split=split, folds=1, description="scores of a split")
-    evaluation = evaluate_loaded(run, data, [whole], keep_scores=True, progress=progress)
+    evaluation = evaluate_loaded(run, data, [whole_split(split)], keep_scores=True, progress=progress)
     _write_run_scores(run_dir, data, evaluation.scores, "float32",
                       _source(run, run_dir, root, checkpoint))
     return load_scores(run_dir, split)
@@ -198,14 +185,6 @@ def _open_checked(run: LoadedRun, root: str | Path, split: str) -> PrecompSplit:
                           f"on {trained}-d features (data.root={config.data.root}): evaluate it on data with the "
                           "same features, or pass the right --data-root")
     return data
-
-
-def load_eval(run_dir: str | Path, protocol: str) -> dict:
-    path = eval_path(run_dir, protocol)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `python -m itrlib eval --run {run_dir} "
-                                f"--protocol {protocol}` first")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def training_curves(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

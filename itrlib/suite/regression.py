@@ -12,7 +12,7 @@ The tolerances come from measurement (:func:`tolerances`): the smoke notebooks a
 environments of a machine (:data:`FLOAT_ENVIRONMENTS`: torch's kernel dispatch, thread count, numpy's
 dispatch), and each value's tolerance is :data:`TOLERANCE_MARGIN` times its largest deviation from the
 reference (the ``native`` environment of the first machine measured), at least its kind's floor
-(:data:`KINDS`). ``python -m itrlib.regression measure-spread`` (``make measure-tolerances``) does all of it
+(:data:`KINDS`). ``python -m itrlib.suite.regression measure-spread`` (``make measure-tolerances``) does all of it
 on the machine it runs on: its values replace that machine's rows of ``measured.csv`` (other machines' rows
 are kept, so the tolerances cover every CPU measured), then ``expected.csv``, its ``README.md`` (the spread
 per value, machine and environment) and the verdict lines of the committed notebooks are rewritten. ``make
@@ -37,9 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from itrlib.data.synth import CAPTIONS_PER_IMAGE, SIZES
+from itrlib.data.synth import CAPTIONS_PER_IMAGE
+from itrlib.data.synth_sizes import SIZES
 from itrlib.errors import ItrlibError
 from itrlib.evaluation.protocols import PROTOCOLS
+from itrlib.io import atomic_write_text, read_jsonl
+from itrlib.suite.notebook import find_project_root
+from itrlib.suite.notebook_runner import executed_name, project_notebooks
 
 if TYPE_CHECKING:
     import nbformat
@@ -122,8 +126,6 @@ def smoke_summary(results_by_method: Mapping[object, Mapping[str, dict]]) -> str
 
 def last_epoch_loss(run_dir: str | Path) -> float:
     """Mean training loss over the logged steps of a run's last epoch (``metrics.jsonl``)."""
-    from itrlib.io import read_jsonl
-
     steps = [r for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("event") == "step"]
     if not steps:
         raise ItrlibError(f"{run_dir}: no training steps logged in metrics.jsonl")
@@ -174,8 +176,6 @@ _COLUMNS = ("quantity", "expected", "tolerance", "low", "high", "environments")
 
 def expected_path(root: str | Path | None = None) -> Path:
     """``notebooks/regression/expected.csv`` of the project at ``root`` (default: the project root)."""
-    from itrlib.notebook import find_project_root
-
     return Path(root or find_project_root()) / EXPECTED_FILE
 
 
@@ -196,8 +196,6 @@ def read_expected(path: str | Path | None = None) -> dict[str, Expected]:
 
 def write_expected(expected: Mapping[str, Expected], path: str | Path | None = None) -> Path:
     """Write ``expected`` (sorted by name) as the expected-values CSV, atomically."""
-    from itrlib.io import atomic_write_text
-
     path = Path(path) if path else expected_path()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -302,6 +300,7 @@ def measured_in_notebook(path: str | Path) -> dict[str, float]:
 
 def _refresh_verdicts(text: str, expected: Mapping[str, Expected]) -> str:
     """``text`` with each verdict line rewritten as it reads when its value is the expected one (``ok``)."""
+
     def line(text_line: str) -> str:
         match = _VERDICT.match(text_line)
         if not match or match["name"] not in expected:
@@ -357,8 +356,6 @@ def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]
     nothing executed, as ``out_dir/<flat name>`` (what nbval then executes); one process for all of them."""
     import papermill
 
-    from itrlib.notebook import find_project_root
-    from itrlib.notebook_runner import executed_name, project_notebooks
 
     root, out_dir = find_project_root(), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -385,19 +382,17 @@ def shard_index(executed: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SH
     for index, shard in enumerate(shards):
         if key in shard:
             return index
-    raise ItrlibError(f"{name}: in no shard of itrlib.regression.NBVAL_SHARDS (add its folder to one)")
+    raise ItrlibError(f"{name}: in no shard of itrlib.suite.regression.NBVAL_SHARDS (add its folder to one)")
 
 
 def run_nbval(folder: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SHARDS) -> int:
     """nbval over the notebooks prepared in ``folder`` (:func:`prepare_notebooks`), one pytest process per
     shard, all at once, each with ``OMP_NUM_THREADS`` = CPUs / shards unless set; prints every shard's report
     and returns 0 when all passed, else the first failing exit code."""
-    from itrlib.notebook_runner import executed_name, project_notebooks
-
     folder = Path(folder)
     prepared = [folder / executed_name(nb) for nb in project_notebooks() if (folder / executed_name(nb)).is_file()]
     if not prepared:
-        raise ItrlibError(f"{folder}: no prepared notebooks (python -m itrlib.regression prepare {folder})")
+        raise ItrlibError(f"{folder}: no prepared notebooks (python -m itrlib.suite.regression prepare {folder})")
     by_shard = [[p for p in prepared if shard_index(p, shards) == i] for i in range(len(shards))]
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(shards)))
     runs = []
@@ -491,8 +486,6 @@ def read_measured(path: str | Path) -> Measurements:
 
 def write_measured(measured: Measurements, path: str | Path) -> Path:
     """Write ``measured`` as the measured-values CSV (machines and environments in order, names sorted)."""
-    from itrlib.io import atomic_write_text
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_MEASURED_COLUMNS)
@@ -524,8 +517,6 @@ def spread_table(measured: Measurements, expected: Mapping[str, Expected]) -> st
 def write_spread_report(measured: Measurements, expected: Mapping[str, Expected], path: str | Path) -> Path:
     """``README.md`` beside the expected values: the machines and environments measured, the rule, and the
     spread table."""
-    from itrlib.io import atomic_write_text
-
     letters = _machine_letters(measured)
     machines = "\n".join(f"- {letter}: {machine}; " + ", ".join(f"`{e}`" for m, e in measured if m == machine)
                          for machine, letter in letters.items())
@@ -537,7 +528,7 @@ def write_spread_report(measured: Measurements, expected: Mapping[str, Expected]
     chance = {protocol: smoke_chance_rsum(protocol) for protocol in ("f30k1k", "coco1k")}
     text = f"""# Expected smoke values and their tolerances
 
-Written by `make measure-tolerances` (`python -m itrlib.regression measure-spread`) from `measured.csv`;
+Written by `make measure-tolerances` (`python -m itrlib.suite.regression measure-spread`) from `measured.csv`;
 `expected.csv` is what the notebooks' checked cells compare with (`make test`). Do not edit by hand: `make
 refresh-notebook-outputs` updates the expected values after a change meant to move them (tolerances kept),
 `make measure-tolerances` re-measures the tolerances on the machine it runs on.
@@ -568,6 +559,7 @@ Float environments:
 
 def measured_in_folder(folder: str | Path) -> dict[str, float]:
     """Every measured value of the executed notebooks in ``folder`` (one float environment's run)."""
+
     values: dict[str, float] = {}
     for path in sorted(Path(folder).glob("*.ipynb")):
         values |= measured_in_notebook(path)
@@ -579,8 +571,6 @@ def rewrite_verdicts(expected: Mapping[str, Expected], root: str | Path | None =
     (``ok`` at the expected value: what nbval compares); a notebook whose lines do not change is not written."""
     import nbformat
 
-    from itrlib.notebook import find_project_root
-    from itrlib.notebook_runner import project_notebooks
 
     root = Path(root or find_project_root())
     for notebook_path in project_notebooks(root):
@@ -620,8 +610,6 @@ def measure_spread(out_dir: str | Path, environments: Mapping[str, Mapping[str, 
     """Run every notebook under the smoke profile once per float environment (from scratch: the smoke runs
     are removed before each), keep each environment's executed notebooks in ``out_dir/<environment>``, then
     :func:`record_tolerances`. Takes as long as ``make notebook-tests`` per environment."""
-    from itrlib.notebook import find_project_root
-
     root, out_dir = find_project_root(), Path(out_dir)
     environments = float_environments() if environments is None else environments
     smoke = root / "outputs" / "smoke"
@@ -640,9 +628,9 @@ def measure_spread(out_dir: str | Path, environments: Mapping[str, Mapping[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m itrlib.regression {prepare,nbval,refresh-outputs,tolerances,measure-spread}`` (the
+    """``python -m itrlib.suite.regression {prepare,nbval,refresh-outputs,tolerances,measure-spread}`` (the
     Makefile's)."""
-    parser = argparse.ArgumentParser(prog="python -m itrlib.regression", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m itrlib.suite.regression", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="write every notebook with the profile's parameters injected")
     prepare.add_argument("out_dir", type=Path)

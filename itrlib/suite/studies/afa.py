@@ -12,14 +12,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from itrlib.experiments import train_variants
 from itrlib.models.afa import ABLATION_ROWS, TOPK_RATIOS, AFAConfig
-from itrlib.nn.aggregation import merge_count
-from itrlib.report.paper import paper_sweep, paper_sweep_note, paper_training
-from itrlib.report.plots import plot_ours_beside_paper, plot_sweep
-from itrlib.report.results import Results, ours_title, paper_title, table_caption
-from itrlib.report.tables import Caption, metrics_frame
-from itrlib.studies.sweeps import SMOKE_SWEEP_STEPS, shared_run_name, step_budget
+from itrlib.nn.afa_aggregation import merge_count
+from itrlib.suite.experiments import train_variants
+from itrlib.suite.report.paper import paper_sweep, paper_sweep_note, paper_training
+from itrlib.suite.report.plots import plot_ours_beside_paper, plot_sweep
+from itrlib.suite.report.results import Results, ours_title, paper_title, table_caption
+from itrlib.suite.report.tables import Caption, metrics_frame
+from itrlib.suite.studies.sweeps import SMOKE_SWEEP_STEPS, shared_run_name, step_budget
 
 FULL_RUN = "afa"
 PRINTED_EQ7_ROW = "I+II+III+IV (eq. 7 as printed)"
@@ -125,7 +125,7 @@ def ablation_rows_text() -> str:
 
 
 def ablation_caption(by_row: Results, table: pd.DataFrame, protocol: str, profile: str) -> Caption:
-    """Caption of the Table 3 table (:func:`itrlib.report.results.variant_table` of :func:`run_ablation`)."""
+    """Caption of the Table 3 table (:func:`itrlib.suite.report.results.variant_table` of :func:`run_ablation`)."""
     return table_caption(f"AFA Table 3 ablation on {protocol}: itrlib beside the AFA paper", by_row, table,
                          profile, protocols=[protocol], rows=ablation_rows_text())
 
@@ -139,7 +139,7 @@ def plot_ablation(table: pd.DataFrame, by_row: Results, protocol: str, profile: 
 
 
 def fig3_paper_points() -> pd.DataFrame:
-    """The points of the AFA paper's Fig. 3 in the packaged CSVs (:func:`itrlib.report.paper.paper_sweep`):
+    """The points of the AFA paper's Fig. 3 in the packaged CSVs (:func:`itrlib.suite.report.paper.paper_sweep`):
     empty, the paper prints none."""
     return paper_sweep("AFA", "Fig. 3", "k")
 

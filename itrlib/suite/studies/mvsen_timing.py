@@ -4,7 +4,7 @@ test sizes.
 
 MVSEN scores every image–caption pair with a network, so a full F30K 1K evaluation (5 M pairs) takes
 minutes per direction on a CPU; the notebook measures a smaller matrix (:func:`measure_size`) and projects
-each phase to the test sizes (:func:`itrlib.inference_time.projected_times`: encoding in proportion to the
+each phase to the test sizes (:func:`itrlib.suite.inference_time.projected_times`: encoding in proportion to the
 items, matching to the pairs). The ensemble scores with both direction models, so its time is their sum.
 The paper's Fig. 5 (RTX 3090, against SGRAF, CGMN and NAAF) prints no numbers.
 """
@@ -17,14 +17,14 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from itrlib.engine.components import load_run
-from itrlib.inference_time import TEST_SIZES, measure_inference_time, projected_times
 from itrlib.progress import say
-from itrlib.report.results import Results, data_kind
-from itrlib.report.tables import Caption
-from itrlib.studies.mvsen import DIRECTIONS, ENSEMBLE, OTHER_MODELS, SWEEP_PROTOCOL
+from itrlib.suite.inference_time import TEST_SIZES, measure_inference_time, projected_times
+from itrlib.suite.report.results import Results, data_kind
+from itrlib.suite.report.tables import Caption
+from itrlib.suite.studies.mvsen import DIRECTIONS, ENSEMBLE, OTHER_MODELS, SWEEP_PROTOCOL
 
 TIMED = (*(f"MVSEN {d}" for d in DIRECTIONS), *(label for label, _, _ in OTHER_MODELS))
-"""Models timed (labels of :func:`itrlib.studies.mvsen.run_comparison`); the ensemble is their MVSEN sum."""
+"""Models timed (labels of :func:`itrlib.suite.studies.mvsen.run_comparison`); the ensemble is their MVSEN sum."""
 PROJECTED = ("f30k1k", "coco5k")
 """Test sizes the measured times are projected to (a COCO 1K fold has the f30k1k sizes)."""
 MEASURE_SIZES = {"smoke": (20, 100), "default": (100, 500)}

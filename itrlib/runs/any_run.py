@@ -1,0 +1,52 @@
+"""A run folder of either kind: the one place that decides "trained run or composite" and calls the right one.
+
+The CLI, the notebooks and the reports go through these functions; :mod:`itrlib.runs.trained` and
+:mod:`itrlib.runs.composite` each handle their own kind only (a composite's members are trained runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from itrlib.errors import ItrlibError
+from itrlib.runs.composite import composite_split_scores, evaluate_composite, is_composite
+from itrlib.runs.trained import evaluate_trained, trained_split_scores
+
+
+def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
+                           device: str = "auto", ties: str | None = None, progress: bool = True,
+                           **trained_options) -> dict[str, dict]:
+    """``{protocol: eval result}`` of a run folder, each written to ``eval-<protocol>.json``.
+
+    A trained run: :func:`~itrlib.runs.trained.evaluate_trained` (``trained_options``: split, checkpoint,
+    batch_size, save_scores, max_pairs_per_block, reuse; None means its default). A composite: its members'
+    scores combined (:func:`~itrlib.runs.composite.evaluate_composite`); a trained-run option given for it is
+    an ItrlibError.
+    """
+    given = {key: value for key, value in trained_options.items() if value not in (None, False)}
+    if is_composite(run_dir):
+        if given:
+            options = ", ".join(f"{key}={value!r}" for key, value in given.items())
+            raise ItrlibError(f"{run_dir} is a composite run: {options} only apply to trained runs (its members "
+                              "are evaluated from their best.pt)")
+        return evaluate_composite(run_dir, protocols, data_root=data_root, device=device, ties=ties,
+                                  progress=progress)
+    return evaluate_trained(run_dir, protocols, data_root=data_root, device=device, ties=ties, progress=progress,
+                            **given)
+
+
+def evaluate_run(run_dir: str | Path, protocol: str, **options) -> dict:
+    """Eval result of a run folder under one protocol (options: :func:`evaluate_run_protocols`)."""
+    return evaluate_run_protocols(run_dir, [protocol], **options)[protocol]
+
+
+def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None = None, device: str = "auto",
+                     progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(float32 scores (N_img, N_cap), description) of a run folder on ``split``: a trained run's (saved, or
+    computed and saved) or a composite's weighted sum of its members'."""
+    if is_composite(run_dir):
+        return composite_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
+    return trained_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
