@@ -18,8 +18,6 @@ from typing import Any, BinaryIO
 
 from itrlib.errors import ItrlibError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 TEMP_SUFFIX = ".tmp"
 """Temporary files of :func:`atomic_open` are named ``.{target name}.{random}.tmp`` beside the target."""
 
@@ -154,7 +152,19 @@ def temp_files(folder: str | os.PathLike) -> dict[Path, str]:
 
 def default_permissions(path: str | os.PathLike) -> None:
     """Give a ``mkstemp`` file (created 0600) the permissions of an ordinary new file (0666 & ~umask)."""
-    os.chmod(path, 0o666 & ~_UMASK)
+    os.chmod(path, 0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    """The process's umask: read from ``/proc/self/status`` where the system shows it (Linux), which leaves it
+    untouched; elsewhere set and restored at once."""
+    with suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str = "") -> None:

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from itrlib.models.afa import ABLATION_ROWS, TOPK_RATIOS, AFAConfig
+from itrlib.suite.profiles import get_profile
 from itrlib.suite.report.results import variant_table
 from itrlib.suite.studies import afa as afa_module
 from itrlib.suite.studies.afa import (
@@ -25,7 +26,6 @@ from itrlib.suite.studies.afa import (
     topk_run_name,
     topk_sweep_table,
 )
-from itrlib.suite.studies.sweeps import SMOKE_SWEEP_STEPS
 
 
 def test_full_model_is_the_shared_afa_run_and_other_rows_get_their_own_folders():
@@ -43,7 +43,7 @@ def test_full_model_is_the_shared_afa_run_and_other_rows_get_their_own_folders()
 def test_study_runs_train_a_short_budget_under_smoke_only():
     assert study_budget("embedded") == [] == study_budget("coco")
     smoke = study_budget("smoke")
-    assert "train.epochs=1" in smoke and f"train.max_steps_per_epoch={SMOKE_SWEEP_STEPS}" in smoke
+    assert "train.epochs=1" in smoke and f"train.max_steps_per_epoch={get_profile('smoke').study_steps}" in smoke
 
 
 def test_smoke_sweeps_two_points_and_other_profiles_the_whole_range():

@@ -97,3 +97,9 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("from itrlib.a import b\n\ndef f():\n    from itrlib.c import d\n    import itrlib.e\n")
     assert _imports(source) == ({"itrlib.a", "itrlib.a.b"}, {"itrlib.c", "itrlib.c.d", "itrlib.e"})
+
+
+def test_studies_read_what_a_profile_trains_from_its_fields_not_its_name():
+    studies = sorted((PACKAGE / "suite" / "studies").glob("*.py"))
+    named = [p.name for p in studies if '"smoke"' in p.read_text(encoding="utf-8")]
+    assert not named, f"studies that test the profile's name instead of its fields: {named}"

@@ -6,7 +6,7 @@ import pytest
 
 from itrlib.data.synth import GENERATOR_VERSION
 from itrlib.errors import DataError
-from itrlib.suite.profiles import ensure_data, run_config
+from itrlib.suite.profiles import PROFILES, ensure_data, get_profile, run_config
 
 
 def write_card(root, version: str) -> None:
@@ -33,3 +33,12 @@ def test_real_data_profiles_never_build_or_check(tmp_path):
     root = tmp_path / "f30k_precomp"
     assert ensure_data(run_config("baseline", "f30k", data_root=str(root)), "f30k") == root
     assert not root.exists()
+
+
+def test_where_takes_a_notebooks_parameters_and_only_the_smoke_profile_reduces_the_studies():
+    from itrlib.suite.experiments import Where
+
+    where = Where.of({"profile": "smoke", "data_root": "/data/f30k", "bert_path": None, "overrides": ["a.b=1"]})
+    assert where == Where("/data/f30k", None, ("a.b=1",), True)
+    assert [name for name in PROFILES if get_profile(name).reduced_studies] == ["smoke"]
+    assert get_profile("smoke").study_steps == 9 and get_profile("embedded").study_steps is None

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from itrlib.config import load_config
+from itrlib.errors import ConfigError
 from itrlib.nn.functional import flush_subnormals, l2norm
 from itrlib.nn.user_semantic_enhancement import CGE, SGE, global_enhance, masked_softmax
 
@@ -158,10 +160,14 @@ def test_slot_norm_rejects_other_region_counts():
     sge = SGE(8, num_slots=36)
     with pytest.raises(ValueError, match="num_slots"):
         sge(torch.randn(2, 10, 8), torch.tensor([10, 4]))
-    with pytest.raises(ValueError, match="local_norm"):
-        SGE(8, local_norm="layer")
-    with pytest.raises(ValueError, match="attention_norm"):
-        CGE(8, attention_norm="sum")
+
+
+
+def test_the_norm_choices_are_checked_where_they_enter_the_config():
+    with pytest.raises(ConfigError, match="sge_local_norm"):
+        load_config("user_smoke", ["model.sge_local_norm=layer"])
+    with pytest.raises(ConfigError, match="attention_norm"):
+        load_config("user_smoke", ["model.attention_norm=sum"])
 
 
 @pytest.mark.parametrize("attention_norm", ["l2", "softmax"])

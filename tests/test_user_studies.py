@@ -13,7 +13,7 @@ from itrlib.suite.studies.user import (
     LAMBDA_SWEEP,
     MARGIN_SWEEP,
     QUEUE_SWEEP,
-    SMOKE_ROWS,
+    REDUCED_ROWS,
     ablation_caption,
     ablation_rows,
     ablation_run_name,
@@ -39,7 +39,7 @@ def test_rows_i_and_vii_are_the_default_runs_and_every_other_row_has_its_own_fol
     assert ablation_run_name(FULL_ROW, "f30k") == "user"
     names = [ablation_run_name(row, "embedded") for row in ablation_rows("embedded")]
     assert len(set(names)) == len(names) == 7
-    assert ablation_rows("smoke") == list(SMOKE_ROWS) and set(SMOKE_ROWS) <= {BASELINE_ROW, *ABLATION_ROWS}
+    assert ablation_rows("smoke") == list(REDUCED_ROWS) and set(REDUCED_ROWS) <= {BASELINE_ROW, *ABLATION_ROWS}
 
 
 @pytest.mark.parametrize("profile", ["smoke", "embedded", "f30k", "coco"])

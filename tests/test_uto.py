@@ -146,7 +146,8 @@ def test_gradients_reach_queries_only() -> None:
 def test_weighting_and_no_queues() -> None:
     t = _inputs()
     got = uto_loss(**t, mini_batch_weight=3.0)
-    torch.testing.assert_close(got["loss"], 3.0 * got["mini"] + got["dvq"] + got["dtq"])
+    torch.testing.assert_close(got["mini_batch"], 3.0 * got["mini"])
+    torch.testing.assert_close(got["loss"], got["mini_batch"] + got["dvq"] + got["dtq"])
     only = uto_loss(t["images"], t["captions"], mini_batch_weight=3.0, dvq=False, dtq=False)
     assert only["dvq"].item() == only["dtq"].item() == 0.0
     torch.testing.assert_close(only["loss"], 3.0 * got["mini"])

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from itrlib.seeds import derived_seed
+
 
 class EpochBatchSampler(Sampler[list[int]]):
     """Shuffled batches of ``batch_size`` indices, dropping the last incomplete batch (as VSE-infinity).
@@ -27,7 +29,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.epoch, self.start_batch = epoch, start_batch
 
     def batches(self) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
         order = torch.randperm(self.n_items, generator=generator).tolist()
         stop = len(order) - len(order) % self.batch_size
         batches = [order[i:i + self.batch_size] for i in range(0, stop, self.batch_size)]

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from itrlib.config import TIE_RULES
+from itrlib.errors import DataError
 
 BACKENDS = ("auto", "numba", "torch")
 _TOP1_BLOCK = 2048  # slots of the numba kernel's running row maximum: column c goes to slot c % 2048
@@ -86,20 +87,31 @@ class _Tally:
 
 
 def _validated(sims: torch.Tensor | np.ndarray, caps_per_image: int, check_finite: bool = True) -> torch.Tensor:
-    """``sims`` as a floating tensor (integer input becomes float64, exact) after dtype/shape/finiteness checks."""
-    sims = torch.as_tensor(sims)
-    if sims.is_complex() or sims.dtype == torch.bool:
-        raise ValueError(f"sims of dtype {sims.dtype} cannot be ranked: expected a real (float or integer) dtype")
-    if not sims.is_floating_point():
-        sims = sims.to(torch.float64)
+    """``sims`` as a floating tensor (integer input becomes float64, exact) after :func:`check_score_matrix`."""
     if caps_per_image < 1:
         raise ValueError(f"caps_per_image must be >= 1, got {caps_per_image}")
+    return check_score_matrix(sims, caps_per_image, check_finite)
+
+
+def check_score_matrix(sims: torch.Tensor | np.ndarray, caps_per_image: int = 5, check_finite: bool = True
+                       ) -> torch.Tensor:
+    """The one check of a score matrix to rank: ``sims`` (N_img, caps_per_image * N_img) of a real dtype,
+    finite (unless ``check_finite`` is off), returned as a floating tensor (integers become float64, exactly).
+    DataError otherwise, naming what is wrong."""
+    sims = torch.as_tensor(sims)
+    if sims.is_complex() or sims.dtype == torch.bool:
+        raise DataError(f"scores of dtype {str(sims.dtype).removeprefix('torch.')} cannot be ranked: expected real "
+                        "numbers (a float or integer dtype)")
     if sims.ndim != 2:
-        raise ValueError(f"sims must be 2-D (N_img, N_img*{caps_per_image}), got shape {tuple(sims.shape)}")
+        raise DataError(f"scores must be a 2-D matrix (N_img, {caps_per_image} * N_img); got shape "
+                        f"{tuple(sims.shape)}")
     n_img, n_cap = sims.shape
-    if n_img == 0 or n_cap != n_img * caps_per_image:
-        raise ValueError(f"sims has shape {tuple(sims.shape)}; expected ({n_img}, {n_img * caps_per_image})"
-                         f" = (N_img, N_img*caps_per_image), caps_per_image={caps_per_image}, N_img > 0")
+    if n_img == 0 or n_cap != caps_per_image * n_img:
+        raise DataError(f"scores of shape {tuple(sims.shape)}: {n_cap} captions for {n_img} images, expected "
+                        f"{caps_per_image} captions per image ({caps_per_image * n_img} columns; caption c "
+                        f"belongs to image c // {caps_per_image})")
+    if not sims.is_floating_point():
+        sims = sims.to(torch.float64)
     # fast path: a sum is finite only if every term is (a finite overflow just falls through to the count)
     if check_finite and not torch.isfinite(sims.sum()):
         _raise_if_non_finite(int((~torch.isfinite(sims)).sum()), sims.numel())
@@ -108,7 +120,7 @@ def _validated(sims: torch.Tensor | np.ndarray, caps_per_image: int, check_finit
 
 def _raise_if_non_finite(bad: int, total: int) -> None:
     if bad:
-        raise ValueError(f"sims contains {bad} non-finite value(s) (NaN or inf) out of {total}")
+        raise DataError(f"scores contain {bad} non-finite value(s) (NaN or inf) out of {total}")
 
 
 def _check_options(ties: str, backend: str, chunk: int) -> None:

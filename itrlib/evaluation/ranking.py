@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from itrlib.errors import DataError
-from itrlib.evaluation.metrics import retrieval_metrics
+from itrlib.evaluation.metrics import check_score_matrix, retrieval_metrics
 from itrlib.evaluation.protocols import Protocol, check_tie_rule, get_protocol, protocol_blocks
 
 
@@ -31,9 +31,9 @@ def evaluate_blocks(similarity: Callable[[slice, slice], torch.Tensor], n_images
         block = similarity(images, captions)
         try:
             metrics, fold_ranks = retrieval_metrics(block, caps_per_image, ties=ties)
-        except ValueError as err:
-            raise ValueError(f"{protocol.name}: images [{images.start}, {images.stop}) x captions "
-                             f"[{captions.start}, {captions.stop}): {err}") from err
+        except DataError as err:
+            raise DataError(f"{protocol.name}: images [{images.start}, {images.stop}) x captions "
+                            f"[{captions.start}, {captions.stop}): {err}") from err
         fold_metrics.append(metrics)
         for direction, offset in (("i2t", captions.start), ("t2i", images.start)):
             ranks[direction] += fold_ranks[direction].ranks.tolist()
@@ -59,21 +59,6 @@ def evaluate_scores(sims: torch.Tensor | np.ndarray, protocol: str | Protocol, *
     per image or a complex or bool dtype raises DataError. Returns the dict of :func:`evaluate_blocks`.
     """
     spec = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    sims = torch.as_tensor(sims)
-    if sims.is_complex() or sims.dtype == torch.bool:
-        raise DataError(f"scores of dtype {str(sims.dtype).removeprefix('torch.')} cannot be ranked: expected real "
-                        "numbers (a float or integer dtype)")
-    if sims.ndim != 2:
-        raise DataError(f"scores must be a 2-D matrix (N_img, {caps_per_image} * N_img); got shape "
-                        f"{tuple(sims.shape)}")
-    n_img, n_cap = sims.shape
-    if n_img == 0 or n_cap != caps_per_image * n_img:
-        raise DataError(f"scores of shape {tuple(sims.shape)}: {n_cap} captions for {n_img} images, expected "
-                        f"{caps_per_image} captions per image ({caps_per_image * n_img} columns; caption c "
-                        f"belongs to image c // {caps_per_image})")
-    if not sims.is_floating_point():
-        sims = sims.to(torch.float64)
-    bad = int((~torch.isfinite(sims)).sum()) if not torch.isfinite(sims.sum()) else 0
-    if bad:
-        raise DataError(f"scores contain {bad} non-finite value(s) (NaN or inf) out of {sims.numel()}")
+    sims = check_score_matrix(sims, caps_per_image)
+    n_img = sims.shape[0]
     return evaluate_blocks(lambda images, captions: sims[images, captions], n_img, spec, caps_per_image, ties)

@@ -4,6 +4,7 @@ For a (B, B) score matrix with the positives on the diagonal (rows: one side, e.
 other) and margin lambda:
 
     c_row[i, j] = [lambda + S_ij - S_ii]_+,   c_col[i, j] = [lambda + S_ij - S_jj]_+,   diagonals := 0
+                                              (the costs of :func:`itrlib.losses.triplet.triplet_costs`)
     K = int(#{c_row > 0} / (B + 1e-5) + 1)   (one K for both sides, recomputed per batch, not differentiated;
                                               = floor(C / B) + 1, except C / B when C is a multiple of B)
     L = sum_i (K largest of c_row[i, :]) + sum_j (K largest of c_col[:, j])
@@ -17,25 +18,18 @@ from __future__ import annotations
 
 import torch
 
+from itrlib.losses.triplet import triplet_costs, triplet_loss
+
 NEGATIVES = ("topk", "hardest", "all")
 
 
 def dynamic_topk_hinge(scores: torch.Tensor, margin: float, negatives: str = "topk") -> torch.Tensor:
     """scores (B, B), positives on the diagonal -> scalar loss (summed over the batch)."""
-    if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
-        raise ValueError(f"dynamic_topk_hinge needs a square (B, B) score matrix, got {tuple(scores.shape)}")
     if negatives not in NEGATIVES:
         raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
-    scores = scores.float()
-    b = scores.shape[0]
-    diag = scores.diagonal()
-    eye = torch.eye(b, dtype=torch.bool, device=scores.device)
-    cost_row = (margin + scores - diag[:, None]).clamp(min=0).masked_fill(eye, 0.0)
-    cost_col = (margin + scores - diag[None, :]).clamp(min=0).masked_fill(eye, 0.0)
-    if negatives == "all":
-        return cost_row.sum() + cost_col.sum()
-    if negatives == "hardest":
-        return cost_row.max(dim=1).values.sum() + cost_col.max(dim=0).values.sum()
+    if negatives != "topk":  # the release's other two options are VSE++'s max and VSE0's sum
+        return triplet_loss(scores.float(), margin, hardest=negatives == "hardest")
+    cost_row, cost_col = triplet_costs(scores.float(), margin)
     k = dynamic_k(cost_row)
     return cost_row.topk(k, dim=1).values.sum() + cost_col.topk(k, dim=0).values.sum()
 

@@ -62,8 +62,9 @@ def uto_loss(images: torch.Tensor, captions: torch.Tensor, *, key_images: torch.
              caption_queue: torch.Tensor | None = None, gamma: float = 90.0, margin: float = 0.5,
              mini_batch_weight: float = 20.0, diagonal: str = "zeroed", positive: str = "relu",
              dvq: bool = True, dtq: bool = True) -> dict[str, torch.Tensor]:
-    """UTO loss parts as float32 scalars: ``mini`` (UNweighted L_mini), ``dvq``, ``dtq`` and
-    ``loss = mini_batch_weight * mini + dvq + dtq``.
+    """UTO loss parts as float32 scalars: ``mini`` (L_mini, unweighted: the official code's ``UTO.forward``),
+    ``mini_batch`` (``mini_batch_weight * mini``, the term a model trains on), ``dvq``, ``dtq`` and
+    ``loss = mini_batch + dvq + dtq``. lambda is applied here only.
 
     images, captions, key_images, key_captions: (B, E); image_queue, caption_queue: (Q, E).
     ``dvq`` needs key_images and image_queue, ``dtq`` key_captions and caption_queue; a term switched off
@@ -108,5 +109,6 @@ def uto_loss(images: torch.Tensor, captions: torch.Tensor, *, key_images: torch.
             wk, qw = key_captions.detach().float(), caption_queue.detach().float()
             parts["dtq"] = (soft_hinge(inner_products_fp32(v, qw), gamma, margin)
                             - _positive_log((v * wk).sum(dim=1), positive)).mean()
-        parts["loss"] = mini_batch_weight * mini + parts["dvq"] + parts["dtq"]
+        parts["mini_batch"] = mini_batch_weight * mini
+        parts["loss"] = parts["mini_batch"] + parts["dvq"] + parts["dtq"]
     return parts

@@ -20,9 +20,9 @@ from itrlib.config import TextConfig, check_bounds, check_choices
 from itrlib.data.collate import Batch
 from itrlib.losses.harder_negatives import MIXED_POSITIVES, harder_negative_loss, sample_mixing_weights
 from itrlib.losses.triplet import triplet_loss
-from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
+from itrlib.models.base import Extras, GlobalEmbeddingModel, HardestNegativeSchedule, encoder_param_groups
 from itrlib.models.registry import register_model
-from itrlib.models.vse import check_projection
+from itrlib.models.vse import ProjectionConfig
 from itrlib.nn.afa_aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
 from itrlib.nn.functional import l2norm
 from itrlib.nn.mlp import ResidualProjection
@@ -30,15 +30,12 @@ from itrlib.nn.text_encoders import build_token_encoder
 
 
 @dataclass
-class AFAConfig:
-    """AFA hyper-parameters; the paper leaves them open, the defaults are listed in docs/PAPER_DIFFERENCES.md."""
+class AFAConfig(HardestNegativeSchedule, ProjectionConfig):
+    """AFA hyper-parameters; the paper leaves them open, the defaults are listed in docs/PAPER_DIFFERENCES.md.
+    The projection sizes (two residual MLPs) and the hinge's margin and VSE++ schedule (in all four terms) are
+    VSE-infinity's fields."""
 
     name: str = "afa"
-    embed_size: int = 1024
-    mlp_hidden: int | None = None
-    """Hidden size of both residual MLPs (``None``: embed_size // 2, the VSE-infinity recipe)."""
-    word_dim: int = 300
-    bert_lr_factor: float = 0.1
     aggregation: bool = True
     """Feature aggregation (Table 3 component II); off = the MLP features go straight to pooling."""
     merge_k: int | None = None
@@ -53,8 +50,6 @@ class AFAConfig:
     """Add the mixup terms of eq. 7 (Table 3 IV)."""
     beta_t: float = 1.0
     """lambda ~ Beta(t, t), drawn per sample and per modality."""
-    margin: float = 0.2
-    """alpha1, margin of the real-pair terms."""
     margin_mixed: float = 0.2
     """alpha2, margin of the harder-negative terms."""
     mixed_positive: str = "mixed"
@@ -64,19 +59,16 @@ class AFAConfig:
     the extra terms cannot be satisfied while intra-modal similarities are high and training collapses on
     the embedded data (dev rSum 165 -> 125 in 4 epochs against 374 -> 421 for VSE-infinity), while
     ``mixed`` trains above the baseline (2-epoch diagnostic: 346.1, 409.8)."""
-    max_violation: bool = True
-    """Hardest negatives (VSE++) in all four terms after the warm-up; ``false`` keeps the sum over negatives."""
-    mean_warmup_epochs: int = 1
-    """Epochs with the sum over all negatives (all four terms) before hardest negatives."""
 
     def validate(self) -> None:
         check_choices("model", {"pooling": (self.pooling, ("max", "mean")),
                                 "mixed_positive": (self.mixed_positive, MIXED_POSITIVES)})
-        check_projection(self)
+        super().validate()
+        self.validate_schedule()
         check_bounds("model", self, ("merge_k",), 0, optional=True)
         check_bounds("model", self, ("merge_ratio",), 0, 0.5)
         check_bounds("model", self, ("beta_t",), 0, low_open=True)
-        check_bounds("model", self, ("margin", "margin_mixed", "mean_warmup_epochs"), 0)
+        check_bounds("model", self, ("margin_mixed",), 0)
 
 
 class AFAModel(GlobalEmbeddingModel):

@@ -12,11 +12,13 @@ returns (N, D) tensors and scores with a matmul; a local-matching model returns 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from itrlib.config import check_bounds
 from itrlib.data.collate import Batch
 from itrlib.data.side_inputs import SideInput
 from itrlib.nn.functional import inner_products_fp32
@@ -71,8 +73,8 @@ class GlobalEmbeddingModel(RetrievalModel):
     """One unit vector per image and per caption, scored by float32 inner products (VSE∞, AFA).
 
     Holds what such models share: the score, the embeddings of a training batch, and the VSE++ schedule
-    (sum over negatives for ``config.mean_warmup_epochs`` epochs, then the hardest negative when
-    ``config.max_violation``; models with another loss have neither field).
+    (:class:`HardestNegativeSchedule`: sum over negatives for ``mean_warmup_epochs`` epochs, then the hardest
+    negative when ``max_violation``; a model with another loss has no schedule).
     """
 
     def __init__(self, config: Any):
@@ -93,12 +95,28 @@ class GlobalEmbeddingModel(RetrievalModel):
         self.hardest = hardest_negatives(self.config, epoch)
 
 
+@dataclass
+class HardestNegativeSchedule:
+    """The hinge-triplet fields of VSE-infinity and AFA: margin and the VSE++ schedule (defaults: the official
+    VSE-infinity ``train_region.sh``)."""
+
+    margin: float = 0.2
+    """Margin of the hinge (VSE-infinity's margin; AFA's alpha1, of the real-pair terms)."""
+    max_violation: bool = True
+    """Hardest negatives (VSE++) after the warm-up; ``false`` keeps the sum over all negatives."""
+    mean_warmup_epochs: int = 1
+    """Epochs trained with the sum over all negatives before hardest negatives (``train_region.sh``: 1)."""
+
+    def validate_schedule(self) -> None:
+        check_bounds("model", self, ("margin", "mean_warmup_epochs"), 0)
+
+
 def hardest_negatives(config: Any, epoch: int) -> bool:
     """VSE++ schedule: hardest negatives from epoch ``mean_warmup_epochs`` on, if ``max_violation``
     (``False`` for a model config without the schedule, e.g. USER's UTO loss)."""
-    if not hasattr(config, "max_violation"):
+    if not isinstance(config, HardestNegativeSchedule):
         return False
-    return bool(config.max_violation) and epoch >= config.mean_warmup_epochs
+    return config.max_violation and epoch >= config.mean_warmup_epochs
 
 
 def concat_embeddings(chunks: list[Any]) -> Any:

@@ -57,7 +57,12 @@ LABEL_INPUT = SideInput("label", how_to_build="python -m itrlib data labels --da
 """``{split}_label.txt``: one line of 0/1 noun labels per image (``python -m itrlib data labels``)."""
 PASS_MB = {"cpu": 32, "cuda": 1024}
 """Default ``score_pass_mb`` per device type (other devices: the CUDA value)."""
-NOMINAL_NODES = 36  # regions per image; captions are sorted by length and cut per pass
+NOMINAL_NODES = 36
+"""Nodes per pair assumed when a scoring pass is sized (the BUTD regions per image; captions are sorted by length
+and each pass is cut to its longest caption, which is rarely longer)."""
+SCORE_BLOCK_PAIRS = 1 << 18
+"""Image x caption pairs per evaluation block: a block holds only encodings, :meth:`MVSENModel.score` cuts it
+into passes of :meth:`MVSENModel.pairs_per_pass` pairs."""
 
 
 @dataclass
@@ -218,9 +223,7 @@ class MVSENModel(RetrievalModel):
                                                   masked=not config.official_padding)
         if config.classification:
             self.classifier = LabelClassifier(config.d_model, config.num_labels)
-        # a block holds only encodings; it is cut into passes (pairs_per_pass) inside score(), after sorting
-        # its captions by length, so large blocks waste no padding
-        self.score_block_pairs = 1 << 18
+        self.score_block_pairs = SCORE_BLOCK_PAIRS
 
     # -- encoders ----------------------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor, lengths: torch.Tensor, extras: Extras | None = None

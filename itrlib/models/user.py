@@ -39,7 +39,7 @@ from itrlib.nn.gpo import GPO
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.text_encoders import BertTokenFeatures, build_token_encoder
 from itrlib.nn.user_momentum import FeatureQueue, check_queue_size, make_key_encoder, momentum_update
-from itrlib.nn.user_semantic_enhancement import CGE, SGE
+from itrlib.nn.user_semantic_enhancement import ATTENTION_NORMS, CGE, LOCAL_NORMS, SGE
 
 ENHANCEMENTS = ("sge", "cge", "none")
 CLIP_INPUT = SideInput("clip", how_to_build="python -m itrlib data clip-features --images <image folder> "
@@ -101,8 +101,8 @@ class USERConfig(VSEEncoderConfig):
 
     def validate(self) -> None:
         check_choices("model", {"enhancement": (self.enhancement, ENHANCEMENTS),
-                                "sge_local_norm": (self.sge_local_norm, ("slot", "feature")),
-                                "attention_norm": (self.attention_norm, ("l2", "softmax")),
+                                "sge_local_norm": (self.sge_local_norm, LOCAL_NORMS),
+                                "attention_norm": (self.attention_norm, ATTENTION_NORMS),
                                 "diagonal": (self.diagonal, DIAGONALS), "positive": (self.positive, POSITIVES)})
         super().validate()
         check_bounds("model", self, ("num_slots", "clip_dim", "cge_hidden", "queue_size"), 1)
@@ -253,9 +253,8 @@ class USERModel(GlobalEmbeddingModel):
             self.image_queue.enqueue(key_images)
         if cfg.dtq:
             self.caption_queue.enqueue(key_captions)
-        losses = {"mini_batch": cfg.mini_batch_weight * parts["mini"]}
-        losses |= {name: parts[name] for name in ("dvq", "dtq") if getattr(cfg, name)}
-        return losses
+        terms = ("mini_batch", *(name for name in ("dvq", "dtq") if getattr(cfg, name)))
+        return {name: parts[name] for name in terms}
 
     def param_groups(self, lr: float) -> list[dict]:
         """Query encoders only (text non-pretrained and image at lr, BERT at lr * bert_lr_factor)."""

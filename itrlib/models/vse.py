@@ -8,7 +8,6 @@ score = v @ t.T; loss = VSE++ hinge triplet (sum over negatives for ``mean_warmu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +16,7 @@ from itrlib.config import TextConfig, check_bounds
 from itrlib.data.collate import Batch
 from itrlib.errors import ConfigError
 from itrlib.losses.triplet import triplet_loss
-from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
+from itrlib.models.base import Extras, GlobalEmbeddingModel, HardestNegativeSchedule, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.nn.functional import l2norm
 from itrlib.nn.gpo import GPO
@@ -26,53 +25,53 @@ from itrlib.nn.text_encoders import build_token_encoder
 
 
 @dataclass
-class VSEEncoderConfig:
-    """The VSE-infinity encoder fields (region fc + MLP, GPO, text encoder), shared by VSE-infinity and USER
-    (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
+class ProjectionConfig:
+    """The encoder sizes every global-embedding model shares (VSE-infinity, AFA, USER): region fc + residual
+    MLP, the BiGRU's word embeddings, BERT's learning-rate factor (defaults: the official VSE-infinity code)."""
 
     name: str = "vse"
     embed_size: int = 1024
     """Joint embedding size."""
     mlp_hidden: int | None = None
-    """Hidden size of the residual region MLP (``None``: embed_size // 2, as VSE-infinity)."""
-    gpo_pe_dim: int = 32
-    gpo_hidden: int = 32
+    """Hidden size of the residual MLP(s) (``None``: embed_size // 2, as VSE-infinity)."""
     word_dim: int = 300
     """Word-embedding size of the BiGRU text encoder (unused with BERT)."""
     bert_lr_factor: float = 0.1
     """BERT parameters train at lr * this factor (official code; neither paper says)."""
 
     def validate(self) -> None:
-        check_projection(self)
+        """ConfigError unless the sizes are >= 1 (``mlp_hidden`` null: embed_size // 2, so embed_size >= 2) and
+        ``bert_lr_factor`` >= 0."""
+        check_bounds("model", self, ("embed_size", "word_dim"), 1)
+        check_bounds("model", self, ("mlp_hidden",), 1, optional=True)
+        check_bounds("model", self, ("bert_lr_factor",), 0)
+        if self.mlp_hidden is None and self.embed_size < 2:
+            raise ConfigError(f"model.embed_size must be >= 2 when model.mlp_hidden is null (the MLP's hidden size "
+                              f"is embed_size // 2), got {self.embed_size}")
+
+
+@dataclass
+class VSEEncoderConfig(ProjectionConfig):
+    """The VSE-infinity encoder fields (projection sizes and GPO), shared by VSE-infinity and USER (defaults: the
+    official ``train_region.sh`` / ``arguments.py``)."""
+
+    gpo_pe_dim: int = 32
+    gpo_hidden: int = 32
+
+    def validate(self) -> None:
+        super().validate()
         check_bounds("model", self, ("gpo_pe_dim", "gpo_hidden"), 1)
         if self.gpo_pe_dim % 2:
             raise ConfigError(f"model.gpo_pe_dim must be even (sine and cosine position codes), got {self.gpo_pe_dim}")
 
 
-def check_projection(config: Any) -> None:
-    """ConfigError unless the sizes of the residual projection and the text encoder are >= 1 (``mlp_hidden``
-    null: embed_size // 2, so embed_size >= 2) and ``bert_lr_factor`` >= 0 (VSE-infinity, USER, AFA)."""
-    check_bounds("model", config, ("embed_size", "word_dim"), 1)
-    check_bounds("model", config, ("mlp_hidden",), 1, optional=True)
-    check_bounds("model", config, ("bert_lr_factor",), 0)
-    if config.mlp_hidden is None and config.embed_size < 2:
-        raise ConfigError(f"model.embed_size must be >= 2 when model.mlp_hidden is null (the MLP's hidden size is "
-                          f"embed_size // 2), got {config.embed_size}")
-
-
 @dataclass
-class VSEConfig(VSEEncoderConfig):
+class VSEConfig(HardestNegativeSchedule, VSEEncoderConfig):
     """VSE-infinity hyper-parameters (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
-
-    margin: float = 0.2
-    max_violation: bool = True
-    """Hardest negatives (VSE++) after the warm-up; ``false`` keeps the sum over all negatives."""
-    mean_warmup_epochs: int = 1
-    """Epochs trained with the sum-over-negatives loss before hardest negatives (``train_region.sh``: 1)."""
 
     def validate(self) -> None:
         super().validate()
-        check_bounds("model", self, ("margin", "mean_warmup_epochs"), 0)
+        self.validate_schedule()
 
 
 class VSEModel(GlobalEmbeddingModel):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from itrlib.nn.functional import length_mask
+from itrlib.seeds import derived_seed
 
 
 def random_order(lengths: torch.Tensor, max_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -36,7 +37,7 @@ def fixed_order(lengths: torch.Tensor, max_len: int, seed: int) -> torch.Tensor:
     """
     order = torch.arange(max_len, device=lengths.device).repeat(len(lengths), 1)
     for n in lengths.unique().tolist():
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + n)).to(lengths.device)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, n))).to(lengths.device)
         rows = (lengths == n).nonzero().squeeze(1)
         order[rows, :n] = perm
     return order

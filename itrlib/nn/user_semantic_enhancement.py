@@ -20,6 +20,7 @@ in that slot's batch statistics (as in the official code, whose 36 regions are a
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 import torch
@@ -29,11 +30,9 @@ from itrlib.nn.functional import flush_subnormals, l2norm, length_mask
 
 AttentionNorm = Literal["l2", "softmax"]
 LocalNorm = Literal["slot", "feature"]
-
-
-def _check_attention_norm(attention_norm: str) -> None:
-    if attention_norm not in ("l2", "softmax"):
-        raise ValueError(f"attention_norm must be 'l2' or 'softmax', got {attention_norm!r}")
+ATTENTION_NORMS: tuple[str, ...] = typing.get_args(AttentionNorm)
+LOCAL_NORMS: tuple[str, ...] = typing.get_args(LocalNorm)
+"""The choices, checked once where the values enter (USER's config): the modules trust their arguments."""
 
 
 def masked_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -49,7 +48,6 @@ def global_enhance(regions: torch.Tensor, lengths: torch.Tensor, global_vec: tor
     ``x_i = v_i + a_i * v_glo``, subnormal entries set to 0 (:func:`flush_subnormals`). Padded rows are
     returned unchanged.
     """
-    _check_attention_norm(attention_norm)
     valid = length_mask(lengths, regions.shape[1])
     clean = regions.masked_fill(~valid.unsqueeze(-1), 0.0)
     scores = attention_scale * torch.einsum("bkd,bd->bk", clean, global_vec)
@@ -77,9 +75,6 @@ class SGE(nn.Module):
     def __init__(self, region_dim: int, num_slots: int = 36, local_norm: LocalNorm = "slot", dropout: float = 0.4,
                  attention_norm: AttentionNorm = "l2", attention_scale: float = 1.0):
         super().__init__()
-        if local_norm not in ("slot", "feature"):
-            raise ValueError(f"local_norm must be 'slot' or 'feature', got {local_norm!r}")
-        _check_attention_norm(attention_norm)
         self.num_slots = num_slots
         self.local_norm = local_norm
         self.attention_norm: AttentionNorm = attention_norm
@@ -131,7 +126,6 @@ class CGE(nn.Module):
     def __init__(self, region_dim: int, clip_dim: int = 512, hidden: int = 2048, attention_norm: AttentionNorm = "l2",
                  attention_scale: float = 1.0):
         super().__init__()
-        _check_attention_norm(attention_norm)
         self.attention_norm: AttentionNorm = attention_norm
         self.attention_scale = attention_scale
         self.clip_bn = nn.BatchNorm1d(clip_dim)

@@ -32,6 +32,12 @@ class Profile:
     (executed notebooks). One folder per profile, so real-data runs never touch the embedded results."""
     synth_size: str | None = None
     """Size of the embedded dataset this profile builds when missing (``None``: real data, never built)."""
+    reduced_studies: bool = False
+    """Train the studies' reduced sets (fewer ablation rows, sweep points and timing sizes): their code paths,
+    fast enough for the notebooks' regression check."""
+    study_steps: int | None = None
+    """Optimiser steps of an AFA or USER ablation/sweep run (one epoch at the initial lr cut to this many steps;
+    ``None``: each study's own budget)."""
     fresh_runs: bool = False
     """Reuse a run folder only if the current itrlib code trained it (smoke runs are shared between the
     notebooks, but must never resume or reuse a run of an older code version)."""
@@ -63,7 +69,8 @@ CODE_STAMP = "itrlib_code.sha256"
 ALL_PROTOCOLS = tuple(PROTOCOLS)
 PROFILES = {
     # smoke skips coco5k: same code path as f30k1k (one block), and make test must stay fast
-    "smoke": Profile("smoke", ("f30k1k", "coco1k"), "outputs/smoke", synth_size="smoke", fresh_runs=True),
+    "smoke": Profile("smoke", ("f30k1k", "coco1k"), "outputs/smoke", synth_size="smoke", fresh_runs=True,
+                     reduced_studies=True, study_steps=9),
     "embedded": Profile("embedded", ALL_PROTOCOLS, "outputs/embedded", synth_size="small"),
     "f30k": Profile("f30k", ("f30k1k",), "outputs/f30k"),
     "coco": Profile("coco", ("coco1k", "coco5k"), "outputs/coco"),

@@ -14,12 +14,13 @@ import torch
 
 from itrlib.models.afa import ABLATION_ROWS, TOPK_RATIOS, AFAConfig
 from itrlib.nn.afa_aggregation import merge_count
-from itrlib.suite.experiments import train_variants
+from itrlib.suite.experiments import Where, train_where
+from itrlib.suite.profiles import get_profile
 from itrlib.suite.report.paper import paper_sweep, paper_sweep_note, paper_training
 from itrlib.suite.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.suite.report.results import Results, ours_title, paper_title, table_caption
 from itrlib.suite.report.tables import Caption, metrics_frame
-from itrlib.suite.studies.sweeps import SMOKE_SWEEP_STEPS, shared_run_name, step_budget
+from itrlib.suite.studies.sweeps import shared_run_name, step_budget
 
 FULL_RUN = "afa"
 PRINTED_EQ7_ROW = "I+II+III+IV (eq. 7 as printed)"
@@ -39,16 +40,18 @@ REGIONS = 36
 """Regions per image of the precomp features: the k of Fig. 3 is counted for this many tokens."""
 K_COLUMN = f"k ({REGIONS} regions)"
 K_AXIS = f"merged pairs k (of {REGIONS} regions)"
-SMOKE_RATIOS: tuple[float, ...] = (0.0, AFAConfig.merge_ratio)
-"""The smoke profile trains two points of the sweep: enough to exercise the code, fast enough for tests."""
+REDUCED_RATIOS: tuple[float, ...] = (0.0, AFAConfig.merge_ratio)
+"""Points of the sweep under a profile with ``reduced_studies`` (smoke): enough to exercise the code, fast
+enough for tests."""
 
 
 def study_budget(profile: str) -> list[str]:
-    """Overrides of every Table 3 / Fig. 3 run: under the smoke profile :data:`SMOKE_SWEEP_STEPS` steps of one
-    epoch at the initial lr (at the full smoke budget these runs took about 110 s of ``make test``); none
-    elsewhere: an AFA run is cheap enough for the profile's whole budget, so the rows and points compare with
-    notebook 01's runs under one budget."""
-    return step_budget(SMOKE_SWEEP_STEPS) if profile == "smoke" else []
+    """Overrides of every Table 3 / Fig. 3 run: the profile's ``study_steps`` steps of one epoch at the initial lr
+    (smoke: at the full smoke budget these runs took about 110 s of ``make test``); none elsewhere: an AFA run
+    is cheap enough for the profile's whole budget, so the rows and points compare with notebook 01's runs
+    under one budget."""
+    steps = get_profile(profile).study_steps
+    return step_budget(steps) if steps else []
 
 
 def ablation_rows() -> dict[str, list[str]]:
@@ -64,21 +67,17 @@ def ablation_run_name(row: str, profile: str) -> str:
     return shared_run_name(FULL_RUN, study_budget(profile)) if not ABLATION_ROWS[row] else f"afa_table3_{row}"
 
 
-def run_ablation(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
-                 overrides: list[str] | None = None,
-                 progress: bool = True) -> dict[str, dict[str, dict]]:
+def run_ablation(profile: str, where: Where = Where()) -> dict[str, dict[str, dict]]:
     """Train (or reuse) and evaluate every row of :func:`ablation_rows`: ``{row: {protocol: eval result}}``."""
     rows = ablation_rows()
-    names = {row: ablation_run_name(row, profile) for row in rows}
-    results = train_variants("afa", profile, {names[row]: rows[row] for row in rows}, data_root=data_root,
-                             bert_path=bert_path, overrides=[*(overrides or []), *study_budget(profile)],
-                             progress=progress)
-    return {row: results[names[row]] for row in rows}
+    return {row: train_where("afa", profile, ablation_run_name(row, profile), where,
+                             [*study_budget(profile), *changes])
+            for row, changes in rows.items()}
 
 
 def sweep_ratios(profile: str) -> tuple[float, ...]:
     """Merge ratios of the Fig. 3 sweep under ``profile``."""
-    return SMOKE_RATIOS if profile == "smoke" else TOPK_RATIOS
+    return REDUCED_RATIOS if get_profile(profile).reduced_studies else TOPK_RATIOS
 
 
 def topk_run_name(ratio: float, profile: str) -> str:
@@ -87,15 +86,11 @@ def topk_run_name(ratio: float, profile: str) -> str:
     return shared_run_name(FULL_RUN, study_budget(profile)) if ratio == AFAConfig.merge_ratio else f"afa_ratio_{ratio}"
 
 
-def run_topk_sweep(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
-                   overrides: list[str] | None = None,
-                   progress: bool = True) -> dict[float, dict[str, dict]]:
+def run_topk_sweep(profile: str, where: Where = Where()) -> dict[float, dict[str, dict]]:
     """Train (or reuse) and evaluate one run per merge ratio: ``{ratio: {protocol: eval result}}``."""
-    names = {ratio: topk_run_name(ratio, profile) for ratio in sweep_ratios(profile)}
-    results = train_variants("afa", profile, {names[r]: [f"model.merge_ratio={r}"] for r in names},
-                             data_root=data_root, bert_path=bert_path,
-                             overrides=[*(overrides or []), *study_budget(profile)], progress=progress)
-    return {r: results[names[r]] for r in names}
+    return {ratio: train_where("afa", profile, topk_run_name(ratio, profile), where,
+                               [*study_budget(profile), f"model.merge_ratio={ratio}"])
+            for ratio in sweep_ratios(profile)}
 
 
 def merged_pairs(ratio: float, regions: int = REGIONS) -> int:

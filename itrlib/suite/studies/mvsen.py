@@ -10,14 +10,13 @@ budget on synthetic data, and are evaluated on F30K 1K only (the protocol of Tab
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from itrlib.models.mvsen import ABLATION_ROWS, ENSEMBLE_ROWS
 from itrlib.runs.composite import create_composite
-from itrlib.suite.experiments import train_and_evaluate
+from itrlib.suite.experiments import Where, train_where
 from itrlib.suite.profiles import get_profile, run_config
 from itrlib.suite.report.paper import paper_sweep_note
 from itrlib.suite.report.plots import plot_sweep
@@ -50,7 +49,8 @@ def sweep_budget(profile: str) -> list[str]:
     epoch at the initial lr and no ``last.pt`` once finished (16 such runs; a full embedded MVSEN epoch takes
     1.8-2.6 min on 2 CPU cores); real data and the smoke profile keep the preset's budget, so their
     full-model rows are notebook 01's runs (shared)."""
-    if profile == "smoke" or not get_profile(profile).synthetic:
+    spec = get_profile(profile)
+    if spec.reduced_studies or not spec.synthetic:
         return []
     return step_budget(SWEEP_STEPS)
 
@@ -64,22 +64,10 @@ def sweep_budget_text(profile: str) -> str:
     return f"Ablation and sweep runs train under the profile's budget and are evaluated on {SWEEP_PROTOCOL} only"
 
 
-@dataclass(frozen=True)
-class Where:
-    """Where runs read their data and weights, and the extra overrides of every run."""
-
-    data_root: str | None = None
-    bert_path: str | None = None
-    overrides: tuple[str, ...] = ()
-    progress: bool = True
-
-
 def _run(method: str, profile: str, name: str, changes: Sequence[str], where: Where, sweep: bool
          ) -> dict[str, dict]:
     budget = sweep_budget(profile) if sweep else []
-    return train_and_evaluate(method, profile, name=name, overrides=[*where.overrides, *budget, *changes],
-                              data_root=where.data_root, bert_path=where.bert_path,
-                              protocols=[SWEEP_PROTOCOL] if sweep else None, progress=where.progress)
+    return train_where(method, profile, name, where, [*budget, *changes], [SWEEP_PROTOCOL] if sweep else None)
 
 
 def _ensemble(profile: str, name: str, members: Sequence[str], protocols: Sequence[str], where: Where,
@@ -134,13 +122,13 @@ def ablation_run_name(row: str, profile: str) -> str:
     return f"mvsen_table4_{row.split()[0].lstrip('#')}"
 
 
-SMOKE_ABLATION = ("#1 R t2i", "#2 R i2t", "#10 R+M+C t2i", "#11 R+M+C i2t")
+REDUCED_ABLATION = ("#1 R t2i", "#2 R i2t", "#10 R+M+C t2i", "#11 R+M+C i2t")
 """Rows trained under the smoke profile: the task switches off and on in each direction (the full rows are
 notebook 01's runs), and the #3 and #12 ensembles, to keep make test short."""
 
 
 def ablation_rows(profile: str) -> list[str]:
-    return list(SMOKE_ABLATION) if profile == "smoke" else list(ABLATION_ROWS)
+    return list(REDUCED_ABLATION) if get_profile(profile).reduced_studies else list(ABLATION_ROWS)
 
 
 def run_ablation(profile: str, where: Where = Where()) -> Results:
@@ -174,10 +162,11 @@ def ablation_caption(results: Results, table: pd.DataFrame, profile: str) -> Cap
 # --- Fig. 2 (GCN layers) and Figs. 3-4 (gamma) ------------------------------------------------------------
 
 
-GCN_SWEEP = Sweep("mvsen", "model.gcn_layers", (1, 2, 3, 4, 5), (1, 3, 5), (1, 3), "Fig. 2",
-                  "GCN layers l (residual layers)")
-GAMMA_SWEEP = Sweep("mvsen", "model.gamma", (0.1, 0.3, 0.5, 0.7, 0.9), (0.1, 0.5, 0.9), (0.1, 0.9), "Fig. 3",
-                    "γ, weight of text-text matching against classification (code: gama)")
+GCN_SWEEP = Sweep(method="mvsen", field="model.gcn_layers", values=(1, 2, 3, 4, 5), embedded_values=(1, 3, 5),
+                  reduced_values=(1, 3), figure="Fig. 2", axis="GCN layers l (residual layers)")
+GAMMA_SWEEP = Sweep(method="mvsen", field="model.gamma", values=(0.1, 0.3, 0.5, 0.7, 0.9),
+                    embedded_values=(0.1, 0.5, 0.9), reduced_values=(0.1, 0.9), figure="Fig. 3",
+                    axis="γ, weight of text-text matching against classification (code: gama)")
 
 
 def sweep_run_name(sweep: Sweep, direction: str, value: float) -> str:
@@ -186,7 +175,7 @@ def sweep_run_name(sweep: Sweep, direction: str, value: float) -> str:
 
 def sweep_directions(profile: str) -> tuple[str, ...]:
     """Directions swept: both (each is its own model), only t2i under smoke (make test's time)."""
-    return ("t2i",) if profile == "smoke" else DIRECTIONS
+    return ("t2i",) if get_profile(profile).reduced_studies else DIRECTIONS
 
 
 def run_sweep(sweep: Sweep, profile: str, where: Where = Where()) -> dict[str, dict[float, dict[str, dict]]]:

@@ -29,7 +29,7 @@ MODELS = (ENSEMBLE, *(label for label, _, _ in OTHER_MODELS))
 FIGURES = {"test": ("Fig. 6", "Fig. 8", "Flickr30K-style test split"),
            "testall": ("Fig. 7", "Fig. 9", "MS-COCO-style testall split")}
 """Split -> (text-retrieval figure, image-retrieval figure, what the paper's figure shows)."""
-QUERIES = {"smoke": 2, "default": 3}
+QUERIES = {"reduced": 2, "default": 3}
 """Queries drawn per figure."""
 
 
@@ -40,7 +40,7 @@ def gallery_splits(profile: str) -> list[str]:
 
 
 def query_count(profile: str) -> int:
-    return QUERIES["smoke" if profile == "smoke" else "default"]
+    return QUERIES["reduced" if get_profile(profile).reduced_studies else "default"]
 
 
 @dataclass

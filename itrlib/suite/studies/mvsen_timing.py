@@ -19,6 +19,7 @@ from matplotlib.ticker import NullFormatter
 from itrlib.engine.components import load_run
 from itrlib.progress import say
 from itrlib.suite.inference_time import TEST_SIZES, measure_inference_time, projected_times
+from itrlib.suite.profiles import get_profile
 from itrlib.suite.report.results import Results, data_kind
 from itrlib.suite.report.tables import Caption
 from itrlib.suite.studies.mvsen import DIRECTIONS, ENSEMBLE, OTHER_MODELS, SWEEP_PROTOCOL
@@ -27,14 +28,14 @@ TIMED = (*(f"MVSEN {d}" for d in DIRECTIONS), *(label for label, _, _ in OTHER_M
 """Models timed (labels of :func:`itrlib.suite.studies.mvsen.run_comparison`); the ensemble is their MVSEN sum."""
 PROJECTED = ("f30k1k", "coco5k")
 """Test sizes the measured times are projected to (a COCO 1K fold has the f30k1k sizes)."""
-MEASURE_SIZES = {"smoke": (20, 100), "default": (100, 500)}
+MEASURE_SIZES = {"reduced": (20, 100), "default": (100, 500)}
 """(images, captions) timed: 50 K pairs (smoke: 2 K), a few seconds per MVSEN direction on a CPU."""
 COLUMNS = ["model", "images", "captions", "encode_s", "match_s", "total_s", "pairs_per_s",
            *(f"{p}_total_s" for p in PROJECTED)]
 
 
 def measure_size(profile: str) -> tuple[int, int]:
-    return MEASURE_SIZES["smoke" if profile == "smoke" else "default"]
+    return MEASURE_SIZES["reduced" if get_profile(profile).reduced_studies else "default"]
 
 
 def _row(label: str, timing: dict) -> dict:

@@ -11,11 +11,6 @@ ONE_EPOCH_BUDGET = ["train.epochs=1", "train.lr_decay_epochs=[]", "train.keep_la
 once the run has finished (sweep runs are never continued)."""
 
 
-SMOKE_SWEEP_STEPS = 9
-"""Optimiser steps of a smoke ablation/sweep run of AFA and USER: half the smoke epoch (``make test`` trains
-such runs for every row and point the smoke notebooks check)."""
-
-
 def step_budget(steps: int | None = None) -> list[str]:
     """:data:`ONE_EPOCH_BUDGET`, its epoch cut to ``steps`` optimiser steps when given."""
     return [*ONE_EPOCH_BUDGET, *([f"train.max_steps_per_epoch={steps}"] if steps else [])]
@@ -28,7 +23,7 @@ def shared_run_name(headline: str, budget: list[str]) -> str:
     return f"{headline}_sweep" if budget else headline
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sweep:
     """One swept ``section.name`` field of the ``<method>_<profile>`` presets."""
 
@@ -38,7 +33,8 @@ class Sweep:
     """Values on real data: the paper's where it prints them, else around the default."""
     embedded_values: tuple[float, ...]
     """Values under the embedded profile: fewer of them, to keep the sweeps' wall time down."""
-    smoke_values: tuple[float, ...]
+    reduced_values: tuple[float, ...]
+    """Values under a profile with ``reduced_studies`` (smoke)."""
     figure: str
     axis: str
     """Axis label of the figure."""
@@ -51,6 +47,7 @@ class Sweep:
         return getattr(getattr(run_config(self.method, profile), section), name)
 
     def values_for(self, profile: str) -> tuple[float, ...]:
-        if profile == "smoke":
-            return self.smoke_values
-        return self.embedded_values if get_profile(profile).synthetic else self.values
+        spec = get_profile(profile)
+        if spec.reduced_studies:
+            return self.reduced_values
+        return self.embedded_values if spec.synthetic else self.values

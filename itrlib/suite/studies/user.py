@@ -16,14 +16,14 @@ import torch
 
 from itrlib.engine.components import load_run
 from itrlib.models.user import ABLATION_ROWS
-from itrlib.suite.experiments import train_and_evaluate
+from itrlib.suite.experiments import Where, train_where
 from itrlib.suite.inference_time import TEST_SIZES, inference_time_table
 from itrlib.suite.profiles import get_profile
 from itrlib.suite.report.paper import load_reference, paper_row, paper_sweep, paper_sweep_note, paper_training
 from itrlib.suite.report.plots import plot_ours_beside_paper, plot_sweep
 from itrlib.suite.report.results import Results, data_kind, ours_title, paper_title, table_caption, variant_table
 from itrlib.suite.report.tables import Caption, metrics_frame
-from itrlib.suite.studies.sweeps import SMOKE_SWEEP_STEPS, Sweep, shared_run_name, step_budget
+from itrlib.suite.studies.sweeps import Sweep, shared_run_name, step_budget
 
 FULL_RUN = "user"
 CGE_RUN = "user_cge"
@@ -43,16 +43,21 @@ ROW_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-QUEUE_SWEEP = Sweep("user", "model.queue_size", (512, 1024, 2048, 4096), (512, 2048, 4096), (64, 128), "Table V",
-                    "queue size Q (keys per queue)", "queue")
-BATCH_SWEEP = Sweep("user", "train.batch_size", (32, 64, 128, 256), (64, 128, 256), (32, 64), "Table V",
-                    "mini-batch size", "batch")
-GAMMA_SWEEP = Sweep("user", "model.gamma", (30, 60, 90, 120, 150), (45, 90, 135), (45, 90), "Fig. 4",
-                    "γ, UTO temperature scale (code: mu)", "gamma")
-MARGIN_SWEEP = Sweep("user", "model.margin", (0.3, 0.4, 0.5, 0.6, 0.7), (0.3, 0.5, 0.7), (0.3, 0.5), "Fig. 4",
-                     "ε, UTO margin (code: gama)", "epsilon")
-LAMBDA_SWEEP = Sweep("user", "model.mini_batch_weight", (0.1, 1, 10, 20, 50), (0.1, 1, 20, 50), (1, 20), "Fig. 5",
-                     "λ, weight of the mini-batch term (code: loss_lamda)", "lambda")
+QUEUE_SWEEP = Sweep(method="user", field="model.queue_size", values=(512, 1024, 2048, 4096),
+                    embedded_values=(512, 2048, 4096), reduced_values=(64, 128),
+                    figure="Table V", axis="queue size Q (keys per queue)", parameter="queue")
+BATCH_SWEEP = Sweep(method="user", field="train.batch_size", values=(32, 64, 128, 256),
+                    embedded_values=(64, 128, 256), reduced_values=(32, 64),
+                    figure="Table V", axis="mini-batch size", parameter="batch")
+GAMMA_SWEEP = Sweep(method="user", field="model.gamma", values=(30, 60, 90, 120, 150),
+                    embedded_values=(45, 90, 135), reduced_values=(45, 90),
+                    figure="Fig. 4", axis="γ, UTO temperature scale (code: mu)", parameter="gamma")
+MARGIN_SWEEP = Sweep(method="user", field="model.margin", values=(0.3, 0.4, 0.5, 0.6, 0.7),
+                     embedded_values=(0.3, 0.5, 0.7), reduced_values=(0.3, 0.5),
+                     figure="Fig. 4", axis="ε, UTO margin (code: gama)", parameter="epsilon")
+LAMBDA_SWEEP = Sweep(method="user", field="model.mini_batch_weight", values=(0.1, 1, 10, 20, 50),
+                     embedded_values=(0.1, 1, 20, 50), reduced_values=(1, 20),
+                     figure="Fig. 5", axis="λ, weight of the mini-batch term (code: loss_lamda)", parameter="lambda")
 
 
 def sweep_budget(profile: str) -> list[str]:
@@ -61,41 +66,31 @@ def sweep_budget(profile: str) -> list[str]:
     to keep ``make test`` short) and no ``last.pt`` once a run has finished (a USER ``last.pt`` of the
     embedded profile is 580 MB; the sweep runs are never continued); real data keeps the paper's budget and
     the preset's ``keep_last`` (a sweep there may reuse the headline run, whose ``last.pt`` stays)."""
-    if not get_profile(profile).synthetic:
-        return []
-    return step_budget(SMOKE_SWEEP_STEPS if profile == "smoke" else None)
+    spec = get_profile(profile)
+    return step_budget(spec.study_steps) if spec.synthetic else []
 
 
 def sweep_budget_text(profile: str) -> str:
     """The sweep budget in words, for captions."""
     if sweep_budget(profile):
-        steps = f" ({SMOKE_SWEEP_STEPS} steps)" if profile == "smoke" else ""
+        study_steps = get_profile(profile).study_steps
+        steps = f" ({study_steps} steps)" if study_steps else ""
         return (f"Sweep runs train 1 epoch{steps} at the initial lr (the headline runs of notebook 01 train the "
                 f"profile's full budget), and are evaluated on {SWEEP_PROTOCOL} only")
     return f"Sweep runs train under the profile's budget and are evaluated on {SWEEP_PROTOCOL} only"
 
 
-def _run(method: str, profile: str, name: str, changes: list[str], where: dict, sweep: bool) -> dict[str, dict]:
+def _run(method: str, profile: str, name: str, changes: list[str], where: Where, sweep: bool) -> dict[str, dict]:
     budget = sweep_budget(profile) if sweep else []
-    protocols = [SWEEP_PROTOCOL] if sweep else None
-    return train_and_evaluate(method, profile, name=name, overrides=[*where["overrides"], *budget, *changes],
-                              data_root=where["data_root"], bert_path=where["bert_path"], protocols=protocols,
-                              progress=where["progress"])
-
-
-def _where(data_root: str | None, bert_path: str | None, overrides: list[str] | None, progress: bool) -> dict:
-    return {"data_root": data_root, "bert_path": bert_path, "overrides": list(overrides or []),
-            "progress": progress}
+    return train_where(method, profile, name, where, [*budget, *changes], [SWEEP_PROTOCOL] if sweep else None)
 
 
 # --- Tables I-III ---------------------------------------------------------------------------------------
 
 
-def run_comparison(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
-                   overrides: list[str] | None = None, progress: bool = True) -> dict[str, dict[str, dict]]:
+def run_comparison(profile: str, where: Where = Where()) -> dict[str, dict[str, dict]]:
     """USER (SGE), USER (CGE), AFA and VSE∞ under the profile's headline budget: ``{label: {protocol: result}}``.
     The AFA and VSE∞ runs are those of the AFA notebooks and ``00_baseline`` (reused when finished)."""
-    where = _where(data_root, bert_path, overrides, progress)
     return {"USER (SGE)": _run("user", profile, FULL_RUN, [], where, sweep=False),
             "USER (CGE)": _run("user", profile, CGE_RUN, CGE_OVERRIDES, where, sweep=False),
             "AFA": _run("afa", profile, "afa", [], where, sweep=False),
@@ -125,20 +120,18 @@ def ablation_run_name(row: str, profile: str) -> str:
     return default_run_name("user", profile) if not ABLATION_ROWS[row] else f"user_table4_{row.split()[0]}"
 
 
-SMOKE_ROWS = (BASELINE_ROW, "II UTO", "IV DTQ+UTO", FULL_ROW)
-"""Table IV rows trained under the smoke profile: every switch flips at least once (no enhancement, no
-queue, one queue without the other), at half the cost of all seven."""
+REDUCED_ROWS = (BASELINE_ROW, "II UTO", "IV DTQ+UTO", FULL_ROW)
+"""Table IV rows trained under a profile with ``reduced_studies`` (smoke): every switch flips at least once (no
+enhancement, no queue, one queue without the other), at half the cost of all seven."""
 
 
 def ablation_rows(profile: str) -> list[str]:
-    """Table IV rows trained under ``profile``: all seven, or :data:`SMOKE_ROWS` under smoke."""
-    return list(SMOKE_ROWS) if profile == "smoke" else [BASELINE_ROW, *ABLATION_ROWS]
+    """Table IV rows trained under ``profile``: all seven, or :data:`REDUCED_ROWS` (``reduced_studies``)."""
+    return list(REDUCED_ROWS) if get_profile(profile).reduced_studies else [BASELINE_ROW, *ABLATION_ROWS]
 
 
-def run_ablation(profile: str, *, data_root: str | None = None, bert_path: str | None = None,
-                 overrides: list[str] | None = None, progress: bool = True) -> dict[str, dict[str, dict]]:
+def run_ablation(profile: str, where: Where = Where()) -> dict[str, dict[str, dict]]:
     """Table IV rows (:func:`ablation_rows`) under the sweep budget: ``{row: {protocol: eval result}}``."""
-    where = _where(data_root, bert_path, overrides, progress)
     return {row: _run("baseline" if row == BASELINE_ROW else "user", profile, ablation_run_name(row, profile),
                       ABLATION_ROWS.get(row, []), where, sweep=True)
             for row in ablation_rows(profile)}
@@ -177,11 +170,9 @@ def sweep_run_name(sweep: Sweep, value: float) -> str:
     return f"user_{sweep.field.split('.')[1]}_{value:g}"
 
 
-def run_sweep(sweep: Sweep, profile: str, *, data_root: str | None = None, bert_path: str | None = None,
-              overrides: list[str] | None = None, progress: bool = True) -> dict[float, dict[str, dict]]:
+def run_sweep(sweep: Sweep, profile: str, where: Where = Where()) -> dict[float, dict[str, dict]]:
     """One run per value of ``sweep`` (the default value included) under the sweep budget:
     ``{value: {protocol: eval result}}``. Runs at a sweep's default value are shared between sweeps."""
-    where = _where(data_root, bert_path, overrides, progress)
     results = {}
     for value in sweep.values_for(profile):
         is_default = value == sweep.default(profile)
@@ -240,13 +231,15 @@ def plot_user_sweep(sweep: Sweep, table: pd.DataFrame, results: dict[float, dict
 TIMING_PROTOCOLS = ("f30k1k", "coco5k")
 """Sizes timed for Fig. 6. A COCO 1K fold has the F30K 1K sizes (1,000 images, 5,000 captions), so the
 f30k1k row is also the time of one COCO 1K fold (the paper's COCO 1K time covers 5 such folds)."""
-SMOKE_TIMING_SIZES = {"f30k1k": (50, 250), "coco5k": (100, 500)}
-"""Reduced sizes under the smoke profile (the code path, not a measurement worth reading)."""
+REDUCED_TIMING_SIZES = {"f30k1k": (50, 250), "coco5k": (100, 500)}
+"""Sizes under a profile with ``reduced_studies`` (smoke: the code path, not a measurement worth reading)."""
 
 
 def timing_sizes(profile: str) -> dict[str, tuple[int, int]]:
-    """``{protocol: (images, captions)}`` timed under ``profile``: the real test sizes except under smoke."""
-    return dict(SMOKE_TIMING_SIZES) if profile == "smoke" else {p: TEST_SIZES[p] for p in TIMING_PROTOCOLS}
+    """``{protocol: (images, captions)}`` timed under ``profile``: the real test sizes, or the reduced ones."""
+    if get_profile(profile).reduced_studies:
+        return dict(REDUCED_TIMING_SIZES)
+    return {p: TEST_SIZES[p] for p in TIMING_PROTOCOLS}
 
 
 def run_inference_time(results: Results, profile: str, *, progress: bool = True) -> pd.DataFrame:
