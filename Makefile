@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SYNTH_SIZE ?= small
 SYNTH_DATA := data/synthetic
 SMOKE_DATA := data/synthetic-smoke
-# every notebook under notebooks/ in the runner's order (00_baseline, afa/, user/, mvsen/), read when used
+# every notebook under notebooks/ in the runner's order (00_vse, afa/, user/, mvsen/), read when used
 NOTEBOOKS = $(shell $(PY) -c "from itrlib.suite.notebook_runner import project_notebooks; print(*project_notebooks())")
 # make notebooks PROFILE=f30k DATA=/data/f30k_precomp BERT=/models/bert-base-uncased [ONLY=afa/02,user/03]
 #   [OVERRIDES="train.epochs=2"] (config overrides for every run)

@@ -1,3 +1,3 @@
-"""itrlib: a reproducibility suite for image-text retrieval (VSE-infinity baseline, AFA, USER, MVSEN)."""
+"""itrlib: a reproducibility suite for image-text retrieval (VSE∞ baseline, AFA, USER, MVSEN)."""
 
 __version__ = "0.1.0"

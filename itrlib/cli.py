@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = add_command(commands, "eval", "evaluate a run folder under paper protocols",
                      "A trained run or a composite run. Writes eval-PROTOCOL.json in the run folder and prints the "
                      "metrics.")
-    ev.add_argument("--run", required=True, help="run folder, e.g. outputs/embedded/runs/baseline")
+    ev.add_argument("--run", required=True, help="run folder, e.g. outputs/embedded/runs/vse")
     _add_protocols(ev)
     ev.add_argument("--data-root", help="precomp folder (default: the run's data.root)")
     ev.add_argument("--split", help="split to evaluate (default: the protocol's split)")
@@ -120,12 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_no_progress(ev)
 
     off = add_command(commands, "eval-official", "evaluate an official checkpoint of the authors",
-                   "Converts an official USER or VSE-infinity checkpoint (the authors' released .pth) to the "
-                   "suite's model, built from the user_f30k or baseline_f30k preset with the checkpoint's sizes, "
+                   "Converts an official USER or VSE∞ checkpoint (the authors' released .pth) to the "
+                   "suite's model, built from the user_f30k or vse_f30k preset with the checkpoint's sizes, "
                    "evaluates it as a run is evaluated and prints the metrics (a JSON file only with --out).")
     off.add_argument("--arch", required=True, choices=["user", "vse"],
                      help="architecture of the checkpoint: user (zhangy0822/USER) or vse (woodfrog/vse_infty "
-                          "VSE-infinity)")
+                          "VSE∞)")
     off.add_argument("--checkpoint", required=True, metavar="FILE",
                      help="the official checkpoint file, e.g. model_best.pth")
     _add_protocols(off)

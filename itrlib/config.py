@@ -39,9 +39,9 @@ class DataConfig:
     val_max_images: int | None = 1000
     """Validation uses the first 1000 dev images / 5000 captions, as every official loader does."""
     region_keep_prob: float = 0.8
-    """VSE-infinity train-time region dropout: each region is kept with this probability."""
+    """VSE∞ train-time region dropout: each region is kept with this probability."""
     caption_augment: bool = True
-    """VSE-infinity train-time word masking / replacement / deletion (BERT path)."""
+    """VSE∞ train-time word masking / replacement / deletion (BERT path)."""
     check_features: str = "sample"
     """NaN/inf scan when a split is opened: ``full``, ``sample`` or ``none`` (items are always checked).
     Unless ``none``, training also scans every train and dev feature once per file version (cached)."""
@@ -72,7 +72,7 @@ class TextConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and the training loop (defaults: VSE-infinity ``train_region.sh``)."""
+    """Optimisation and the training loop (defaults: VSE∞ ``train_region.sh``)."""
 
     epochs: int = 25
     batch_size: int = 128

@@ -19,7 +19,7 @@ def smoke_data(tmp_path_factory) -> Path:
 
 def _fast_config(data_root: Path, out: Path, name: str = "run", *extra: str) -> RunConfig:
     """A seconds-long run on the smoke data with the real MiniLM text encoder."""
-    return load_config("baseline_smoke", [
+    return load_config("vse_smoke", [
         f"data.root={data_root}", f"output_dir={out}", f"name={name}", "model.embed_size=32",
         "train.batch_size=16", "train.epochs=2", "train.max_steps_per_epoch=3", "train.checkpoint_every=2",
         *extra])

@@ -16,7 +16,7 @@ from itrlib.config import SECTIONS, load_config
 from itrlib.errors import ConfigError
 from itrlib.models import model_config_class
 
-PRESETS = {"vse": "baseline_smoke", "afa": "afa_smoke", "user": "user_smoke", "mvsen": "mvsen_smoke"}
+PRESETS = {"vse": "vse_smoke", "afa": "afa_smoke", "user": "user_smoke", "mvsen": "mvsen_smoke"}
 """The smoke preset of every model (``model.name`` -> preset)."""
 
 
@@ -33,10 +33,10 @@ def _float_keys(cls: type, section: str) -> list[str]:
 
 def _every_float_key() -> list[tuple[str, str]]:
     """(preset, key) for every float field of every section and of every model, and a loss weight."""
-    keys = [("baseline_smoke", key) for section, cls in SECTIONS.items() for key in _float_keys(cls, section)]
+    keys = [("vse_smoke", key) for section, cls in SECTIONS.items() for key in _float_keys(cls, section)]
     keys += [(preset, key) for name, preset in PRESETS.items()
              for key in _float_keys(model_config_class(name), "model")]
-    return [*keys, ("baseline_smoke", "train.loss_weights.triplet")]
+    return [*keys, ("vse_smoke", "train.loss_weights.triplet")]
 
 
 def _train(capsys, tmp_path: Path, preset: str, *overrides: str) -> str:
@@ -59,10 +59,10 @@ def data_copy(smoke_data, tmp_path) -> Path:
 # -- 1. ranges: negative margins and weights, sizes below 1, probabilities outside [0, 1] -------------------
 @pytest.mark.parametrize(("preset", "key"), [
     ("afa_smoke", "model.margin"), ("afa_smoke", "model.margin_mixed"), ("afa_smoke", "model.mean_warmup_epochs"),
-    ("baseline_smoke", "model.margin"), ("baseline_smoke", "model.mean_warmup_epochs"),
+    ("vse_smoke", "model.margin"), ("vse_smoke", "model.mean_warmup_epochs"),
     ("user_smoke", "model.margin"), ("user_smoke", "model.mini_batch_weight"), ("mvsen_smoke", "model.margin"),
     ("mvsen_smoke", "model.text_margin"), ("mvsen_smoke", "model.delta"), ("afa_smoke", "model.bert_lr_factor"),
-    ("baseline_smoke", "train.loss_weights.triplet"), ("baseline_smoke", "train.seed"),
+    ("vse_smoke", "train.loss_weights.triplet"), ("vse_smoke", "train.seed"),
 ])
 def test_negative_margins_weights_and_counts_are_refused_by_every_model(preset, key):
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', '[.]')} must be >= 0, got -1(\.0)?$"):
@@ -73,10 +73,10 @@ def test_negative_margins_weights_and_counts_are_refused_by_every_model(preset, 
     ("afa_smoke", "model.embed_size=0", "model.embed_size must be >= 1, got 0"),
     ("afa_smoke", "model.mlp_hidden=0", "model.mlp_hidden must be >= 1 or null, got 0"),
     ("afa_smoke", "model.word_dim=0", "model.word_dim must be >= 1, got 0"),
-    ("baseline_smoke", "model.mlp_hidden=-1", "model.mlp_hidden must be >= 1 or null, got -1"),
-    ("baseline_smoke", "model.embed_size=1", "model.embed_size must be >= 2 when model.mlp_hidden is null"),
-    ("baseline_smoke", "model.gpo_hidden=0", "model.gpo_hidden must be >= 1, got 0"),
-    ("baseline_smoke", "model.gpo_pe_dim=3", "model.gpo_pe_dim must be even"),
+    ("vse_smoke", "model.mlp_hidden=-1", "model.mlp_hidden must be >= 1 or null, got -1"),
+    ("vse_smoke", "model.embed_size=1", "model.embed_size must be >= 2 when model.mlp_hidden is null"),
+    ("vse_smoke", "model.gpo_hidden=0", "model.gpo_hidden must be >= 1, got 0"),
+    ("vse_smoke", "model.gpo_pe_dim=3", "model.gpo_pe_dim must be even"),
     ("user_smoke", "model.mlp_hidden=-1", "model.mlp_hidden must be >= 1 or null, got -1"),
     ("user_smoke", "model.gpo_pe_dim=0", "model.gpo_pe_dim must be >= 1, got 0"),
     ("mvsen_smoke", "model.text_proj=0", "model.text_proj must be >= 1 or null, got 0"),
@@ -105,9 +105,9 @@ def test_every_float_field_must_be_finite(preset, key, value):
 # -- 1-3 on the command line: one line naming the key, exit 2, nothing created ------------------------
 @pytest.mark.parametrize(("preset", "override", "message"), [
     ("afa_smoke", "model.margin=-1", "error: model.margin must be >= 0, got -1.0"),
-    ("baseline_smoke", "model.margin=.nan", "error: model.margin must be a finite number, got nan"),
-    ("baseline_smoke", "train.lr=.inf", "error: train.lr must be a finite number, got inf"),
-    ("baseline_smoke", "model.mlp_hidden=-1", "error: model.mlp_hidden must be >= 1 or null, got -1"),
+    ("vse_smoke", "model.margin=.nan", "error: model.margin must be a finite number, got nan"),
+    ("vse_smoke", "train.lr=.inf", "error: train.lr must be a finite number, got inf"),
+    ("vse_smoke", "model.mlp_hidden=-1", "error: model.mlp_hidden must be >= 1 or null, got -1"),
     ("afa_smoke", "model.embed_size=0", "error: model.embed_size must be >= 1, got 0"),
 ])
 def test_bad_values_fail_at_load_on_the_command_line(capsys, tmp_path, smoke_data, preset, override, message):
@@ -146,7 +146,7 @@ def test_mvsen_bert_layers_must_fit_the_text_encoder(capsys, tmp_path, smoke_dat
 
 
 def test_batch_size_above_the_training_pairs_is_refused(capsys, tmp_path, smoke_data):
-    err = _train(capsys, tmp_path, "baseline_smoke", f"data.root={smoke_data}", "train.batch_size=601")
+    err = _train(capsys, tmp_path, "vse_smoke", f"data.root={smoke_data}", "train.batch_size=601")
     assert "train.batch_size=601 exceeds the 600 training pairs (captions) of split 'train'" in err
 
 

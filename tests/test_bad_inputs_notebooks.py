@@ -52,12 +52,12 @@ def test_a_named_data_folder_that_does_not_exist_is_an_error_and_is_never_create
     missing = tmp_path / "no" / "such" / "folder"
     with pytest.raises(DataError, match=rf"data folder {missing} does not exist.*data synth --out {missing} "
                                         r"--size smoke"):
-        ensure_data(run_config("baseline", "smoke", data_root=str(missing)), "smoke", progress=False)
+        ensure_data(run_config("vse", "smoke", data_root=str(missing)), "smoke", progress=False)
     assert not (tmp_path / "no").exists()
 
 
 def test_an_existing_named_folder_without_a_dataset_card_is_never_filled(tmp_path):
-    ensure_data(run_config("baseline", "embedded", data_root=str(tmp_path)), "embedded", progress=False)
+    ensure_data(run_config("vse", "embedded", data_root=str(tmp_path)), "embedded", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -65,7 +65,7 @@ def test_only_the_profiles_own_default_folder_is_built_when_missing(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     built = []
     monkeypatch.setattr(itrlib.data.synth, "write_synthetic", lambda root, size, progress: built.append((root, size)))
-    ensure_data(run_config("baseline", "smoke"), "smoke", progress=False)
+    ensure_data(run_config("vse", "smoke"), "smoke", progress=False)
     assert built == [(Path("data/synthetic-smoke"), "smoke")]
 
 

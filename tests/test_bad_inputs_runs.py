@@ -286,8 +286,8 @@ def test_write_failing_after_the_evaluation_names_the_file(tiny_run, tmp_path, m
 def test_train_into_an_unwritable_output_dir_fails_at_once(smoke_data, tmp_path, capsys):
     blocker = tmp_path / "outputs"
     blocker.write_text("a file where the runs folder should be")
-    assert main(["train", "--config", "baseline_smoke", f"data.root={smoke_data}", f"output_dir={blocker}"]) == 2
-    assert (f"cannot write the run's config to {blocker / 'baseline' / 'config.yaml'}: {blocker} is a file, not a "
+    assert main(["train", "--config", "vse_smoke", f"data.root={smoke_data}", f"output_dir={blocker}"]) == 2
+    assert (f"cannot write the run's config to {blocker / 'vse' / 'config.yaml'}: {blocker} is a file, not a "
             "folder") in _error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
 
@@ -325,7 +325,7 @@ def test_checkpoint_beyond_the_file_size_limit_keeps_the_previous_one(smoke_data
     run = tmp_path / "run"
     run.mkdir()
     (run / "best.pt").write_bytes(b"previous")
-    argv = ["train", "--config", "baseline_smoke", "--no-progress", f"data.root={smoke_data}", f"output_dir={tmp_path}",
+    argv = ["train", "--config", "vse_smoke", "--no-progress", f"data.root={smoke_data}", f"output_dir={tmp_path}",
             "name=run", "model.embed_size=32", "train.batch_size=16", "train.epochs=1",
             "train.max_steps_per_epoch=1", *GRU]
     done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, "50000", *argv], capture_output=True, text=True,

@@ -10,7 +10,7 @@ from itrlib.suite.bench import USER_STEP_MODELS, main, synthetic_batch, user_ste
 
 TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
         "bert": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 200}}
-COLUMNS = ["model", "model.name", "s/step (median)", "s/step (min)", "s/step (max)", "ratio to VSE-infinity",
+COLUMNS = ["model", "model.name", "s/step (median)", "s/step (min)", "s/step (max)", "ratio to VSE∞",
            "images/s", "official code s/step, as reported in the issue (2-core CPU)", "steps timed"]
 
 
@@ -33,7 +33,7 @@ def test_user_step_tiny_runs_both_models():
     assert sorted(table["model.name"]) == ["user", "vse"]
     assert (table["steps timed"] == 2).all()
     assert all(math.isfinite(v) and v > 0 for v in table["s/step (median)"])
-    assert table.loc[table["model.name"] == "vse", "ratio to VSE-infinity"].item() == pytest.approx(1.0)
+    assert table.loc[table["model.name"] == "vse", "ratio to VSE∞"].item() == pytest.approx(1.0)
     assert set(table["official code s/step, as reported in the issue (2-core CPU)"]) == {"12.8-13.3", "7.5-8.2"}
     phases = profile["table"]
     assert list(phases.columns) == ["phase", "s (median)", "share of step"]

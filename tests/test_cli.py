@@ -17,7 +17,7 @@ from itrlib.data.precomp import SPLITS
 
 
 def test_train_then_eval_every_protocol(smoke_data, tmp_path, capsys):
-    args = ["train", "--config", "baseline_smoke", "--no-progress", f"data.root={smoke_data}",
+    args = ["train", "--config", "vse_smoke", "--no-progress", f"data.root={smoke_data}",
             f"output_dir={tmp_path}", "name=cli", "model.embed_size=32", "train.batch_size=16",
             "train.max_steps_per_epoch=3"]
     assert main(args) == 0
@@ -41,20 +41,20 @@ def test_train_then_eval_every_protocol(smoke_data, tmp_path, capsys):
 
 
 def test_unknown_key_is_reported_without_traceback(tmp_path, capsys):
-    assert main(["train", "--config", "baseline_smoke", "train.epoch=3", f"output_dir={tmp_path}"]) == 2
+    assert main(["train", "--config", "vse_smoke", "train.epoch=3", f"output_dir={tmp_path}"]) == 2
     assert "unknown config key 'epoch'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
 def test_missing_data_is_reported(tmp_path, capsys):
-    assert main(["train", "--config", "baseline_smoke", f"data.root={tmp_path / 'nowhere'}",
+    assert main(["train", "--config", "vse_smoke", f"data.root={tmp_path / 'nowhere'}",
                  f"output_dir={tmp_path}"]) == 2
     assert "nowhere" in capsys.readouterr().err
 
 
 def test_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "itrlib", "presets"], capture_output=True, text=True, check=True)
-    assert "baseline_embedded" in out.stdout
+    assert "vse_embedded" in out.stdout
 
 
 def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()

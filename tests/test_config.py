@@ -15,7 +15,7 @@ def test_presets_load_and_round_trip(tmp_path):
 
 
 def test_overrides_are_typed():
-    config = load_config("baseline_f30k", ["train.epochs=3", "train.lr=1e-3", "model.embed_size=64",
+    config = load_config("vse_f30k", ["train.epochs=3", "train.lr=1e-3", "model.embed_size=64",
                                            "train.lr_decay_epochs=[1, 2]", "data.val_max_images=null",
                                            "train.loss_weights={triplet: 2}"])
     assert config.train.epochs == 3 and config.train.lr == 1e-3 and config.model.embed_size == 64
@@ -24,9 +24,9 @@ def test_overrides_are_typed():
 
 
 def test_int_is_accepted_for_float_but_not_the_reverse():
-    assert load_config("baseline_f30k", ["train.lr=1"]).train.lr == 1.0
+    assert load_config("vse_f30k", ["train.lr=1"]).train.lr == 1.0
     with pytest.raises(ConfigError, match=r"train\.epochs: expected an integer"):
-        load_config("baseline_f30k", ["train.epochs=2.5"])
+        load_config("vse_f30k", ["train.epochs=2.5"])
 
 
 @pytest.mark.parametrize("override, message", [
@@ -38,7 +38,7 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
 ])
 def test_bad_overrides_are_errors(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config("baseline_f30k", [override])
+        load_config("vse_f30k", [override])
 
 
 def test_model_name_required_and_known():
@@ -80,7 +80,7 @@ def test_unknown_preset():
 ])
 def test_out_of_range_values_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config("baseline_smoke", [override])
+        load_config("vse_smoke", [override])
 
 
 @pytest.mark.parametrize("override", ["train.device=cuda:1", "train.device=cpu", "data.region_keep_prob=1",
@@ -88,13 +88,13 @@ def test_out_of_range_values_are_config_errors(override, message):
                                       "train.max_steps_per_epoch=null", "data.val_max_images=null",
                                       "train.adamw=foreach"])
 def test_boundary_values_are_accepted(override):
-    load_config("baseline_smoke", [override])
+    load_config("vse_smoke", [override])
 
 
 def test_bad_value_on_the_command_line_writes_nothing(tmp_path, capsys):
     from itrlib.cli import main
 
-    assert main(["train", "--config", "baseline_smoke", f"output_dir={tmp_path}", "train.batch_size=0"]) == 2
+    assert main(["train", "--config", "vse_smoke", f"output_dir={tmp_path}", "train.batch_size=0"]) == 2
     assert "train.batch_size must be >= 1, got 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -126,6 +126,6 @@ def test_field_of_the_base_model_is_unknown_to_another_model(tmp_path):
 
 
 def test_afa_presets_state_their_embedding_size():
-    assert load_config("afa_smoke").model.embed_size == load_config("baseline_smoke").model.embed_size == 64
+    assert load_config("afa_smoke").model.embed_size == load_config("vse_smoke").model.embed_size == 64
     for profile in ("embedded", "f30k", "coco"):
         assert load_config(f"afa_{profile}").model.embed_size == 1024

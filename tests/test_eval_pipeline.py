@@ -283,7 +283,7 @@ def test_eval_section_values_are_checked_at_load(override):
     from itrlib.config import load_config
 
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
-        load_config("baseline_smoke", [override])
+        load_config("vse_smoke", [override])
 
 
 def test_tied_queries_are_summed_over_folds():

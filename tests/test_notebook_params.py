@@ -24,7 +24,7 @@ def test_project_root_is_found_from_a_subfolder():
 
 
 def test_papermill_typo_stops_the_notebook(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "00_baseline.ipynb"),
+    out = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "00_vse.ipynb"),
                           str(tmp_path / "out.ipynb"), "-p", "profle", "smoke"], capture_output=True, text=True)
     assert out.returncode != 0
     assert "unknown notebook parameter(s) ['profle']" in out.stdout + out.stderr

@@ -12,9 +12,9 @@ from itrlib.suite.notebook_runner import executed_name, notebook_parameters, pro
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_project_notebooks_run_baseline_first_then_afa_user_mvsen():
+def test_the_project_notebooks_run_vse_first_then_afa_user_mvsen():
     notebooks = project_notebooks(ROOT)
-    assert str(notebooks[0]) == "notebooks/00_baseline.ipynb"
+    assert str(notebooks[0]) == "notebooks/00_vse.ipynb"
     folders = [nb.parent.name for nb in notebooks[1:]]
     assert folders == sorted(folders, key=["afa", "user", "mvsen"].index)  # MVSEN reuses the others' runs
     for folder in set(folders):
@@ -24,7 +24,7 @@ def test_the_project_notebooks_run_baseline_first_then_afa_user_mvsen():
 
 def test_executed_names_are_flat_and_distinct():
     assert executed_name("notebooks/afa/01_train_eval.ipynb") == "afa__01_train_eval.ipynb"
-    assert executed_name("notebooks/00_baseline.ipynb") == "00_baseline.ipynb"
+    assert executed_name("notebooks/00_vse.ipynb") == "00_vse.ipynb"
     names = [executed_name(p) for p in project_notebooks(ROOT)]
     assert len(set(names)) == len(names)
 
@@ -93,12 +93,12 @@ def test_a_real_data_profile_never_touches_the_embedded_results(tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     fast = ["model.embed_size=32", "train.batch_size=16", "train.epochs=1", "train.max_steps_per_epoch=2"]
-    embedded = train_and_evaluate("baseline", "smoke", name="baseline", data_root=str(smoke_data), overrides=fast,
+    embedded = train_and_evaluate("vse", "smoke", name="vse", data_root=str(smoke_data), overrides=fast,
                                   progress=False)
     before = _tree(tmp_path / "outputs/smoke")
-    real = train_and_evaluate("baseline", "f30k", name="baseline", data_root=str(smoke_data), bert_path="minilm",
+    real = train_and_evaluate("vse", "f30k", name="vse", data_root=str(smoke_data), bert_path="minilm",
                               overrides=fast, progress=False)
     assert _tree(tmp_path / "outputs/smoke") == before
-    assert real["f30k1k"]["run"] == "outputs/f30k/runs/baseline" != embedded["f30k1k"]["run"]
-    config = (tmp_path / "outputs/f30k/runs/baseline/config.yaml").read_text()
+    assert real["f30k1k"]["run"] == "outputs/f30k/runs/vse" != embedded["f30k1k"]["run"]
+    config = (tmp_path / "outputs/f30k/runs/vse/config.yaml").read_text()
     assert f"root: {smoke_data}" in config and "bert_path: minilm" in config

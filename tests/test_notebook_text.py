@@ -23,7 +23,7 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 def test_the_notebooks_are_found():
-    assert {"00_baseline.ipynb", "afa/01_train_eval.ipynb"} <= set(_ids(NOTEBOOKS))
+    assert {"00_vse.ipynb", "afa/01_train_eval.ipynb"} <= set(_ids(NOTEBOOKS))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))

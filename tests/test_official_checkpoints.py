@@ -1,7 +1,7 @@
-"""Official USER / VSE-infinity checkpoints: conversion to the suite's models and ``eval --checkpoint``.
+"""Official USER / VSE∞ checkpoints: conversion to the suite's models and ``eval --checkpoint``.
 
 ``fixtures/official_layout.json`` was recorded once from the official modules (zhangy0822/USER ``lib/encoders.py``
-``EncoderImageAggr`` / ``EncoderText``; the VSE-infinity layout is the same image encoder without its ``v_sa``
+``EncoderImageAggr`` / ``EncoderText``; the VSE∞ layout is the same image encoder without its ``v_sa``
 submodule) at a small size: the (name, shape, dtype) of every entry of their state dicts and the embeddings
 they computed, in eval mode, for the inputs of :func:`official_inputs` with the weights of
 :func:`official_weights`. These tests never read the official code: they regenerate the same weights,
@@ -59,7 +59,7 @@ def official_weights(layout: list[list], seed: int) -> dict[str, torch.Tensor]:
 def official_inputs(config: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """images (B, K, D), image lengths (B,), caption ids (B, L) zero-padded, caption lengths (B,).
 
-    VSE-infinity images have fewer valid regions in some rows (zero-padded); USER's SGE reads all K regions,
+    VSE∞ images have fewer valid regions in some rows (zero-padded); USER's SGE reads all K regions,
     so its caller passes full lengths.
     """
     gen = torch.Generator().manual_seed(config["input_seed"])

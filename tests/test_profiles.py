@@ -17,7 +17,7 @@ def write_card(root, version: str) -> None:
 def test_a_dataset_of_the_current_generator_is_used_as_it_is(tmp_path):
     root = tmp_path / "synthetic"
     write_card(root, GENERATOR_VERSION)
-    assert ensure_data(run_config("baseline", "embedded", data_root=str(root)), "embedded") == root
+    assert ensure_data(run_config("vse", "embedded", data_root=str(root)), "embedded") == root
     assert [p.name for p in root.iterdir()] == ["dataset_card.json"]  # nothing built or rewritten
 
 
@@ -25,13 +25,13 @@ def test_a_dataset_of_an_older_generator_is_an_error_that_says_how_to_rebuild(tm
     root = tmp_path / "synthetic"
     write_card(root, "itrlib-synth-1.0")
     with pytest.raises(DataError, match=r"itrlib-synth-1\.0.*_clip\.npy.*make data.*--size small"):
-        ensure_data(run_config("baseline", "embedded", data_root=str(root)), "embedded")
+        ensure_data(run_config("vse", "embedded", data_root=str(root)), "embedded")
     assert [p.name for p in root.iterdir()] == ["dataset_card.json"]  # the old files are left alone
 
 
 def test_real_data_profiles_never_build_or_check(tmp_path):
     root = tmp_path / "f30k_precomp"
-    assert ensure_data(run_config("baseline", "f30k", data_root=str(root)), "f30k") == root
+    assert ensure_data(run_config("vse", "f30k", data_root=str(root)), "f30k") == root
     assert not root.exists()
 
 

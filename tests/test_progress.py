@@ -30,7 +30,7 @@ def test_mode_outside_a_kernel(monkeypatch, env, session, tty, expected):
 def test_a_kernel_of_jupyterlab_gets_bars_a_headless_kernel_lines(monkeypatch):
     monkeypatch.delenv("ITRLIB_PROGRESS", raising=False)
     monkeypatch.setitem(sys.modules, "ipykernel", object())
-    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/00_baseline.ipynb")
+    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/00_vse.ipynb")
     assert progress_mode() == "bars"
     monkeypatch.delenv("JPY_SESSION_NAME")  # papermill and nbval start kernels without a session
     assert progress_mode() == "lines"

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
 CHECKED_VALUE_NOTEBOOKS = [path for path in NOTEBOOKS
                            if any(is_measured(cell) for cell in nbformat.read(path, as_version=4).cells)]
-BASELINE_NOTEBOOK = ROOT / "notebooks" / "00_baseline.ipynb"
+BASELINE_NOTEBOOK = ROOT / "notebooks" / "00_vse.ipynb"
 
 
 def _result(rsum: float) -> dict:
@@ -129,8 +129,8 @@ def test_tolerances_cover_every_machine_measured_and_a_new_measurement_replaces_
 def test_every_notebook_is_in_one_nbval_shard_and_notebooks_sharing_a_run_share_a_shard():
     shards = {shard_index(executed_name(nb)) for nb in project_notebooks(ROOT)}
     assert shards == set(range(len(NBVAL_SHARDS)))
-    # afa/01 reports 00_baseline's VSE∞ run: one process must train it
-    assert shard_index("00_baseline.ipynb") == shard_index("afa__01_train_eval.ipynb")
+    # afa/01 reports 00_vse's VSE∞ run: one process must train it
+    assert shard_index("00_vse.ipynb") == shard_index("afa__01_train_eval.ipynb")
     with pytest.raises(ItrlibError, match=r"newpaper__01\.ipynb: in no shard"):
         shard_index("newpaper__01.ipynb")
 
@@ -230,7 +230,7 @@ def _executed(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def test_refresh_takes_the_expected_values_and_the_checked_outputs_from_an_execution(tmp_path):
-    committed = tmp_path / "00_baseline.ipynb"
+    committed = tmp_path / "00_vse.ipynb"
     committed.write_bytes(BASELINE_NOTEBOOK.read_bytes())
     notebook = nbformat.read(committed, as_version=4)
     executed = _executed(notebook)
@@ -261,14 +261,14 @@ def test_refresh_takes_the_expected_values_and_the_checked_outputs_from_an_execu
 
 
 def test_refresh_refuses_an_execution_of_another_notebook(tmp_path):
-    committed = tmp_path / "00_baseline.ipynb"
+    committed = tmp_path / "00_vse.ipynb"
     committed.write_bytes(BASELINE_NOTEBOOK.read_bytes())
     with pytest.raises(ItrlibError, match="is not an execution of"):
         refresh_outputs(ROOT / "notebooks" / "afa" / "01_train_eval.ipynb", committed, tmp_path / "expected.csv")
 
 
 def test_smoke_runs_are_shared_only_with_the_code_that_trained_them(tmp_path):
-    config = run_config("baseline", "smoke", overrides=[f"output_dir={tmp_path}"])
+    config = run_config("vse", "smoke", overrides=[f"output_dir={tmp_path}"])
     run_dir = prepare_run_dir(config, "smoke")
     assert (run_dir / CODE_STAMP).read_text(encoding="utf-8") == code_fingerprint()
     (run_dir / "best.pt").write_text("trained by this code")
@@ -288,7 +288,7 @@ def test_a_loss_that_ignores_the_positives_fails_the_notebook_check(monkeypatch,
 
     monkeypatch.setattr(vse, "triplet_loss", _loss_ignoring_positives)
     write_synthetic(tmp_path / "data", size="smoke", progress=False)  # a named data folder is never built
-    results = train_and_evaluate("baseline", "smoke", name="baseline", data_root=str(tmp_path / "data"),
+    results = train_and_evaluate("vse", "smoke", name="vse", data_root=str(tmp_path / "data"),
                                  overrides=[f"output_dir={tmp_path / 'runs'}"], progress=False)
     measured = rsum_values({"VSE∞": results})
     expected = read_expected(ROOT / EXPECTED_FILE)

@@ -39,7 +39,7 @@ def _result(n_images, folds, r1, run="outputs/runs/x", data_root="data/synthetic
 
 @pytest.fixture
 def ours(tmp_path):
-    afa, vse = _run(tmp_path, "afa"), _run(tmp_path, "baseline")
+    afa, vse = _run(tmp_path, "afa"), _run(tmp_path, "vse")
     return {"AFA": {"f30k1k": _result(200, 1, 30.0, afa), "coco1k": _result(500, 5, 10.04, afa)},
             "VSE∞": {"f30k1k": _result(200, 1, 31.0, vse), "coco1k": _result(500, 5, 9.0, vse)}}
 

@@ -59,7 +59,7 @@ def test_second_process_is_refused_at_once(smoke_data, tmp_path, fast_config, ho
         Trainer(config, progress=False)
     from itrlib.cli import main
 
-    assert main(["train", "--config", "baseline_smoke", "--no-progress", f"data.root={smoke_data}",
+    assert main(["train", "--config", "vse_smoke", "--no-progress", f"data.root={smoke_data}",
                  f"output_dir={tmp_path}", "name=run"]) == 2
     assert f"PID {holder.pid}" in capsys.readouterr().err
     assert sorted(p.name for p in lock_file.parent.iterdir()) == [LOCK_FILE]  # the holder's lock is intact
@@ -169,9 +169,9 @@ def test_checkpoint_of_another_architecture_names_the_file_and_parameter(smoke_d
 
 
 def test_model_state_mismatch_lists_the_known_causes(tmp_path):
-    config = load_config("baseline_smoke")
+    config = load_config("vse_smoke")
     state = {"model": torch.nn.Linear(64, 8).state_dict(), "feature_dim": 64,
-             "config": to_dict(load_config("baseline_smoke", ["data.root=/a"]))}
+             "config": to_dict(load_config("vse_smoke", ["data.root=/a"]))}
     with pytest.raises(ItrlibError, match=r"x\.pt was written by a different model/config and does not fit this "
                                           r"one \(config differences: data\.root: '/a' -> 'data/synthetic-smoke'; "
                                           r"features of size 64 in the checkpoint, 32 in the data\); first "

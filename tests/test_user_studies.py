@@ -33,9 +33,9 @@ SWEEPS = (QUEUE_SWEEP, BATCH_SWEEP, GAMMA_SWEEP, MARGIN_SWEEP, LAMBDA_SWEEP)
 
 
 def test_rows_i_and_vii_are_the_default_runs_and_every_other_row_has_its_own_folder():
-    assert ablation_run_name(BASELINE_ROW, "embedded") == "baseline_sweep"
+    assert ablation_run_name(BASELINE_ROW, "embedded") == "vse_sweep"
     assert ablation_run_name(FULL_ROW, "embedded") == "user_sweep"
-    assert ablation_run_name(BASELINE_ROW, "f30k") == "baseline"  # real data: the sweeps keep the headline budget
+    assert ablation_run_name(BASELINE_ROW, "f30k") == "vse"  # real data: the sweeps keep the headline budget
     assert ablation_run_name(FULL_ROW, "f30k") == "user"
     names = [ablation_run_name(row, "embedded") for row in ablation_rows("embedded")]
     assert len(set(names)) == len(names) == 7

@@ -1,4 +1,4 @@
-"""VSE-infinity model: shapes, normalisation, optimiser groups, the sum-loss warm-up switch."""
+"""VSE∞ model: shapes, normalisation, optimiser groups, the sum-loss warm-up switch."""
 
 import math
 

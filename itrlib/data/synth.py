@@ -62,7 +62,7 @@ class SynthConfig:
 
     ``difficulty`` multiplies every *noise* level (region, feature, duplicate and global noise, and the
     probability that a view hides an attribute). Fractions and caption-omission rates are not scaled.
-    The default 1.6 is calibrated on the VSE-infinity baseline under the ``baseline_embedded`` budget
+    The default 1.6 is calibrated on the VSE∞ baseline under the ``vse_embedded`` budget
     (1-epoch scan on ``small``: dev i2t R@1 49.5 % at 1.0, 37.0 % at 1.6, 26.0 % at 2.2; see the data card
     for the final test numbers), so that the baseline lands well inside 20-70 % test i2t R@1.
     """

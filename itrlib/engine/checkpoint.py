@@ -40,7 +40,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     problem = _not_a_checkpoint(state)
     if problem:
         raise ItrlibError(f"checkpoint {path} is not a checkpoint of an itrlib run: {problem}; a run folder's "
-                          f"{BEST}/{LAST} are written by `python -m itrlib train`, official USER/VSE-infinity "
+                          f"{BEST}/{LAST} are written by `python -m itrlib train`, official USER/VSE∞ "
                           "checkpoints are evaluated with `python -m itrlib eval-official --arch user|vse "
                           "--checkpoint FILE`")
     return state

@@ -97,7 +97,7 @@ def check_splits(config: RunConfig, train_split: PrecompSplit, val_split: Precom
     if config.train.batch_size > pairs:
         raise ConfigError(f"train.batch_size={config.train.batch_size} exceeds the {pairs} training pairs (captions) "
                           f"of split {train_split.split!r} in {train_split.root}: every step takes a full batch and "
-                          f"an epoch drops its last incomplete one (as VSE-infinity), so not one step could run; "
+                          f"an epoch drops its last incomplete one (as VSE∞), so not one step could run; "
                           f"set train.batch_size <= {pairs}")
     check_training = getattr(config.model, "check_training", None)
     if check_training is not None:

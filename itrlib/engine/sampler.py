@@ -11,7 +11,7 @@ from itrlib.seeds import derived_seed
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of ``batch_size`` indices, dropping the last incomplete batch (as VSE-infinity).
+    """Shuffled batches of ``batch_size`` indices, dropping the last incomplete batch (as VSE∞).
 
     ``max_batches`` caps the batches per epoch (smoke runs).
 

@@ -15,7 +15,7 @@ Ranks are 0-based.
   least as high as the best ground truth: t2i ``rank = #{images with score >= s_gt} - 1``; i2t
   ``rank = #{captions with score >= best_gt} - #{ground-truth captions with score == best_gt}``. Ground
   truths tied only with each other do not count against the query (whichever comes first is a hit).
-- ``"stable"``: the official VSE-infinity order, ``np.argsort(scores, kind="stable")[::-1]``: among equal
+- ``"stable"``: the official VSE∞ order, ``np.argsort(scores, kind="stable")[::-1]``: among equal
   scores the *higher* index comes first. Item ``j`` is at position
   ``#{score > s_j} + #{score == s_j and index > j}``; i2t takes the minimum over the ground-truth captions,
   t2i the position of the ground-truth image.

@@ -1,4 +1,4 @@
-"""Hinge triplet ranking losses over a batch similarity matrix (VSE++ / VSE-infinity, AFA eq. 7).
+"""Hinge triplet ranking losses over a batch similarity matrix (VSE++ / VSE∞, AFA eq. 7).
 
 For a batch of B aligned pairs with scores S (B, B), S[i, j] = s(image i, caption j):
 

@@ -33,7 +33,7 @@ from itrlib.nn.text_encoders import build_token_encoder
 class AFAConfig(HardestNegativeSchedule, ProjectionConfig):
     """AFA hyper-parameters; the paper leaves them open, the defaults are listed in docs/PAPER_DIFFERENCES.md.
     The projection sizes (two residual MLPs) and the hinge's margin and VSE++ schedule (in all four terms) are
-    VSE-infinity's fields."""
+    VSE∞'s fields."""
 
     name: str = "afa"
     aggregation: bool = True
@@ -57,7 +57,7 @@ class AFAConfig(HardestNegativeSchedule, ProjectionConfig):
 
     Default ``mixed``, a documented deviation from the printed equation (docs/AFA_NOTES.md): with ``real``
     the extra terms cannot be satisfied while intra-modal similarities are high and training collapses on
-    the embedded data (dev rSum 165 -> 125 in 4 epochs against 374 -> 421 for VSE-infinity), while
+    the embedded data (dev rSum 165 -> 125 in 4 epochs against 374 -> 421 for VSE∞), while
     ``mixed`` trains above the baseline (2-epoch diagnostic: 346.1, 409.8)."""
 
     def validate(self) -> None:

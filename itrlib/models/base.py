@@ -97,11 +97,11 @@ class GlobalEmbeddingModel(RetrievalModel):
 
 @dataclass
 class HardestNegativeSchedule:
-    """The hinge-triplet fields of VSE-infinity and AFA: margin and the VSE++ schedule (defaults: the official
-    VSE-infinity ``train_region.sh``)."""
+    """The hinge-triplet fields of VSE∞ and AFA: margin and the VSE++ schedule (defaults: the official
+    VSE∞ ``train_region.sh``)."""
 
     margin: float = 0.2
-    """Margin of the hinge (VSE-infinity's margin; AFA's alpha1, of the real-pair terms)."""
+    """Margin of the hinge (VSE∞'s margin; AFA's alpha1, of the real-pair terms)."""
     max_violation: bool = True
     """Hardest negatives (VSE++) after the warm-up; ``false`` keeps the sum over all negatives."""
     mean_warmup_epochs: int = 1
@@ -130,7 +130,7 @@ def concat_embeddings(chunks: list[Any]) -> Any:
 
 def encoder_param_groups(lr: float, bert_lr_factor: float, text_encoder: nn.Module,
                          text_modules: list[nn.Module], image_modules: list[nn.Module]) -> list[dict]:
-    """VSE-infinity's optimiser groups: text (non-pretrained) at lr, the pretrained text encoder at
+    """VSE∞'s optimiser groups: text (non-pretrained) at lr, the pretrained text encoder at
     lr * bert_lr_factor, image side at lr. Empty groups (e.g. a BiGRU has no pretrained part) are dropped."""
     pretrained = {id(p) for p in text_encoder.pretrained_parameters()}
     text = [p for p in text_encoder.parameters() if id(p) not in pretrained]

@@ -1,7 +1,7 @@
 """USER: unified semantic enhancement with momentum contrast (Zhang et al., IEEE TIP 2024).
 
 image regions (B, K, D_img) [+ CLIP vector (B, D_clip)] -> SGE or CGE -> fc + residual MLP -> GPO -> L2 norm
-caption tokens (B, L) -> BERT/BiGRU -> Linear -> GPO -> L2 norm (the VSE-infinity text side)
+caption tokens (B, L) -> BERT/BiGRU -> Linear -> GPO -> L2 norm (the VSE∞ text side)
 score = v @ t.T; loss = UTO (eq. 17-21): lambda * L_mini + L_DVQ + L_DTQ.
 
 Momentum contrast: frozen key copies of the image and text encoders follow the query encoders by an EMA of
@@ -51,7 +51,7 @@ CLIP_INPUT = SideInput("clip", how_to_build="python -m itrlib data clip-features
 @dataclass
 class USERConfig(VSEEncoderConfig):
     """USER hyper-parameters (defaults: the released code and ``train_region_f30k.sh``); the encoder fields
-    (embed_size, mlp_hidden, GPO sizes, word_dim, bert_lr_factor) are VSE-infinity's."""
+    (embed_size, mlp_hidden, GPO sizes, word_dim, bert_lr_factor) are VSE∞'s."""
 
     name: str = "user"
     enhancement: str = "sge"
@@ -269,7 +269,7 @@ def build_user(config: USERConfig, *, feature_dim: int, text: TextConfig, tokeni
 
 
 # Table IV (F30K 1K): rows II-VII (labels as in the paper's table) as switches of the USER model. Row I is
-# VSE-infinity itself (the released USER code has no triplet loss any more): the suite's ``baseline`` preset.
+# VSE∞ itself (the released USER code has no triplet loss any more): the suite's ``vse`` preset.
 ABLATION_ROWS: dict[str, list[str]] = {
     "II UTO": ["model.enhancement=none", "model.dvq=false", "model.dtq=false"],
     "III DVQ+UTO": ["model.enhancement=none", "model.dvq=true", "model.dtq=false"],

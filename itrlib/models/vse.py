@@ -1,4 +1,4 @@
-"""VSE-infinity on precomp region features (Chen et al., CVPR 2021): the suite's baseline.
+"""VSE∞ on precomp region features (Chen et al., CVPR 2021): the suite's baseline.
 
 image regions (B, K, D_img) -> fc + residual MLP -> GPO -> L2 norm -> v (B, E)
 caption tokens (B, L)       -> BERT/BiGRU -> Linear -> GPO -> L2 norm -> t (B, E)
@@ -26,14 +26,14 @@ from itrlib.nn.text_encoders import build_token_encoder
 
 @dataclass
 class ProjectionConfig:
-    """The encoder sizes every global-embedding model shares (VSE-infinity, AFA, USER): region fc + residual
-    MLP, the BiGRU's word embeddings, BERT's learning-rate factor (defaults: the official VSE-infinity code)."""
+    """The encoder sizes every global-embedding model shares (VSE∞, AFA, USER): region fc + residual
+    MLP, the BiGRU's word embeddings, BERT's learning-rate factor (defaults: the official VSE∞ code)."""
 
     name: str = "vse"
     embed_size: int = 1024
     """Joint embedding size."""
     mlp_hidden: int | None = None
-    """Hidden size of the residual MLP(s) (``None``: embed_size // 2, as VSE-infinity)."""
+    """Hidden size of the residual MLP(s) (``None``: embed_size // 2, as VSE∞)."""
     word_dim: int = 300
     """Word-embedding size of the BiGRU text encoder (unused with BERT)."""
     bert_lr_factor: float = 0.1
@@ -52,7 +52,7 @@ class ProjectionConfig:
 
 @dataclass
 class VSEEncoderConfig(ProjectionConfig):
-    """The VSE-infinity encoder fields (projection sizes and GPO), shared by VSE-infinity and USER (defaults: the
+    """The VSE∞ encoder fields (projection sizes and GPO), shared by VSE∞ and USER (defaults: the
     official ``train_region.sh`` / ``arguments.py``)."""
 
     gpo_pe_dim: int = 32
@@ -67,7 +67,7 @@ class VSEEncoderConfig(ProjectionConfig):
 
 @dataclass
 class VSEConfig(HardestNegativeSchedule, VSEEncoderConfig):
-    """VSE-infinity hyper-parameters (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
+    """VSE∞ hyper-parameters (defaults: the official ``train_region.sh`` / ``arguments.py``)."""
 
     def validate(self) -> None:
         super().validate()

@@ -6,7 +6,7 @@ import torch
 
 
 def l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
-    """``x / (||x||_2 + eps)`` along ``dim`` (VSE-infinity's normalisation, eps added to the norm)."""
+    """``x / (||x||_2 + eps)`` along ``dim`` (VSE∞'s normalisation, eps added to the norm)."""
     return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps)
 
 

@@ -1,4 +1,4 @@
-"""GPO, the Generalized Pooling Operator of VSE-infinity (USER eq. 10-14).
+"""GPO, the Generalized Pooling Operator of VSE∞ (USER eq. 10-14).
 
 A sequence model reads only sinusoidal position codes (not the features), so the pooling weights are a
 learned function of the set size. Each feature dimension is sorted in descending order over the valid
@@ -34,7 +34,7 @@ def positional_encoding(length: int, dim: int) -> torch.Tensor:
 class GPO(nn.Module):
     """Pool (B, K, D) features with per-sample valid lengths into (B, D).
 
-    Matches VSE-infinity ``GPO(32, 32)``: a 1-layer bidirectional GRU over the position codes with the two
+    Matches VSE∞ ``GPO(32, 32)``: a 1-layer bidirectional GRU over the position codes with the two
     directions averaged, a bias-free linear scorer, padded scores set to -10000, softmax at temperature
     0.1, per-dimension descending sort with padded slots zeroed. The GRU runs once per distinct length in
     the batch (the weights depend on nothing else), which gives the same result as running it per sample.

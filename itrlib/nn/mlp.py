@@ -1,4 +1,4 @@
-"""Multi-layer perceptron over token sets and the VSE-infinity residual region projection."""
+"""Multi-layer perceptron over token sets and the VSE∞ residual region projection."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from itrlib.nn.functional import length_mask
 class TokenMLP(nn.Module):
     """Linear -> BN -> ReLU blocks, then a final Linear, applied to every token of (B, K, D_in).
 
-    Matches VSE-infinity ``lib/modules/mlp.py::MLP``: tokens are flattened to (B*K, D) before the BN, so
+    Matches VSE∞ ``lib/modules/mlp.py::MLP``: tokens are flattened to (B*K, D) before the BN, so
     the BN statistics include zero-padded positions, and the last layer has no BN or ReLU.
     """
 
@@ -43,10 +43,10 @@ class TokenMLP(nn.Module):
 
 
 class ResidualProjection(nn.Module):
-    """``fc(x) + mlp(x)``: VSE-infinity's precomp region encoder before pooling (``EncoderImageAggr``).
+    """``fc(x) + mlp(x)``: VSE∞'s precomp region encoder before pooling (``EncoderImageAggr``).
 
     ``fc`` is Xavier-uniform with zero bias; ``mlp`` is a 2-layer :class:`TokenMLP` with hidden size
-    ``hidden_dim`` (VSE-infinity: embed_size // 2).
+    ``hidden_dim`` (VSE∞: embed_size // 2).
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None):

@@ -1,7 +1,7 @@
 """Token-level text encoders: a BERT-family transformer (paper setting) or a BiGRU over word embeddings.
 
 Both map token ids (B, L) with lengths (B,) to per-token features (B, L, E) in the joint space; pooling
-is left to the model (GPO for VSE-infinity, aggregation + max for AFA).
+is left to the model (GPO for VSE∞, aggregation + max for AFA).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from itrlib.progress import progress_mode
 
 
 class BertTokenFeatures(nn.Module):
-    """BERT last hidden layer -> Linear(hidden -> embed_size), as VSE-infinity ``EncoderText``.
+    """BERT last hidden layer -> Linear(hidden -> embed_size), as VSE∞ ``EncoderText``.
 
     ``path`` is a local Hugging Face folder (any hidden size works: 384 for MiniLM, 768 for BERT-base).
     The attention mask is ``ids != pad_id``. Parameters of ``self.bert`` form their own optimiser group.
@@ -58,7 +58,7 @@ class BertTokenFeatures(nn.Module):
 
 
 class BiGRUTokenFeatures(nn.Module):
-    """Word embeddings -> 1-layer bidirectional GRU with the two directions averaged (VSE-infinity BiGRU)."""
+    """Word embeddings -> 1-layer bidirectional GRU with the two directions averaged (VSE∞ BiGRU)."""
 
     def __init__(self, vocab_size: int, word_dim: int, embed_size: int):
         super().__init__()

@@ -1,8 +1,8 @@
-"""Evaluate the authors' released checkpoints: official USER / VSE-infinity state dicts -> the suite's models.
+"""Evaluate the authors' released checkpoints: official USER / VSE∞ state dicts -> the suite's models.
 
 Official layouts matched (names only; no official code is used here):
 
-- VSE-infinity (woodfrog/vse_infty ``lib/vse.py``) and USER (zhangy0822/USER ``lib/vse.py``) save
+- VSE∞ (woodfrog/vse_infty ``lib/vse.py``) and USER (zhangy0822/USER ``lib/vse.py``) save
   ``{"model": [img_enc.state_dict(), txt_enc.state_dict()], "opt": argparse.Namespace, "epoch": ...}``.
 - image encoder ``EncoderImageAggr``: ``fc``, ``mlp.layers.{0,1}``, ``mlp.bns.{0,1}``, ``gpool.{gru,linear}``,
   and for USER ``v_sa.embedding_local.{0,1}``, ``v_sa.embedding_global.{0,1}``, ``v_sa.embedding_common.0`` (SGE).
@@ -38,7 +38,7 @@ from itrlib.progress import say
 from itrlib.runs.trained import eval_line, evaluate_loaded
 
 ARCHS = ("user", "vse")
-PRESETS = {"vse": "baseline_f30k", "user": "user_f30k"}
+PRESETS = {"vse": "vse_f30k", "user": "user_f30k"}
 RUN_CHECKPOINTS = {BEST: "best", LAST: "last"}
 """Checkpoint file names of a suite run folder -> the ``eval --run --checkpoint`` value that reads them."""
 BERT_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -134,7 +134,7 @@ def convert_state_dict(arch: str, official: object) -> dict[str, torch.Tensor]:
         raise ItrlibError("the checkpoint's image encoder has SGE weights (v_sa.*): it is a USER checkpoint, "
                           "evaluate it with --arch user")
     if arch == "user" and image and not has_sge:
-        raise ItrlibError("the checkpoint's image encoder has no SGE weights (v_sa.*): it is a VSE-infinity "
+        raise ItrlibError("the checkpoint's image encoder has no SGE weights (v_sa.*): it is a VSE∞ "
                           "checkpoint, evaluate it with --arch vse")
     unexpected: list[str] = []
     converted = _map(image, _IMAGE_RULES, arch, "image", unexpected) | _map(text, _TEXT_RULES, arch, "text", unexpected)
@@ -162,7 +162,7 @@ def _shape(converted: dict[str, torch.Tensor], name: str) -> tuple[int, ...]:
 
 def official_config(arch: str, converted: dict[str, torch.Tensor], *, data_root: str | Path = "data",
                     bert_path: str | Path = "bert-base-uncased", opt: object = None) -> RunConfig:
-    """The ``baseline_f30k`` (vse) or ``user_f30k`` (user) preset with sizes read from the checkpoint's shapes.
+    """The ``vse_f30k`` (vse) or ``user_f30k`` (user) preset with sizes read from the checkpoint's shapes.
 
     embed size, MLP hidden size and GPO sizes come from the weights; USER's region slots from SGE's BatchNorm
     and its attention scale from ``opt.attention_lamda`` when present; USER gets ``dvq=false dtq=false``.
@@ -235,7 +235,7 @@ def _suite_checkpoint_error(path: Path, in_run_folder: bool) -> ItrlibError:
     """The error for a checkpoint written by the suite's trainer given where an official one is expected."""
     folder = path.parent if in_run_folder else "RUN_FOLDER"
     which = RUN_CHECKPOINTS.get(path.name, "best")
-    return ItrlibError(f"{path} is a checkpoint of an itrlib run, not an official USER/VSE-infinity checkpoint: "
+    return ItrlibError(f"{path} is a checkpoint of an itrlib run, not an official USER/VSE∞ checkpoint: "
                        f"evaluate {'its' if in_run_folder else 'the'} run folder with `python -m itrlib eval --run "
                        f"{folder} --checkpoint {which} --protocol ...` (eval-official is for the authors' "
                        "released files)")

@@ -3,11 +3,11 @@
 - ``afa``: the cost of aggregation + MAX_dim selection against the MLP it follows (the issue's setting:
   batch 128 x 36 regions x 1024-d, captions of 12-40 tokens), forward and forward+backward.
 - ``ranking``: ``retrieval_metrics`` against a per-query argsort written in the style of the official
-  VSE-infinity evaluation, on the same tie-free F30K 1K (1000 x 5000) and COCO 5K (5000 x 25000) float32
+  VSE∞ evaluation, on the same tie-free F30K 1K (1000 x 5000) and COCO 5K (5000 x 25000) float32
   matrices; the bench fails if ranks, recalls or top-1 differ.
 
 - ``user_step``: one full training step (``model.losses`` + backward + clip_grad_norm_ + AdamW step, as the
-  trainer's ``_train_step``) of USER (SGE, both queues, queue 2048) beside VSE-infinity at the paper's
+  trainer's ``_train_step``) of USER (SGE, both queues, queue 2048) beside VSE∞ at the paper's
   dimensions: batch 128, 36 regions x 2048-d, a BERT-base-shaped text encoder with random weights (saved to
   a temporary folder, nothing downloaded), embed 1024, captions of 8-16 tokens; seconds per step, images
   per second, USER/VSE ratio, and a per-phase profile of the USER step (:func:`user_step_profile`).
@@ -200,9 +200,9 @@ def ranking_speed(repeats: int = 20, cuda: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-USER_STEP_MODELS = {"USER (SGE, DVQ+DTQ)": "user_f30k", "VSE-infinity": "baseline_f30k"}
+USER_STEP_MODELS = {"USER (SGE, DVQ+DTQ)": "user_f30k", "VSE∞": "vse_f30k"}
 """Row label -> packaged preset the model is built from (``model.name`` user / vse)."""
-USER_STEP_OFFICIAL = {"user_f30k": "12.8-13.3", "baseline_f30k": "7.5-8.2"}
+USER_STEP_OFFICIAL = {"user_f30k": "12.8-13.3", "vse_f30k": "7.5-8.2"}
 """Seconds per step of the official code on the issue's 2-core CPU, as reported in the issue (not measured)."""
 BERT_BASE = {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072, "vocab": 30522}
 """``transformers.BertConfig()`` defaults (BERT-base shape)."""
@@ -327,8 +327,8 @@ def user_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int = 
               regions: int = 36, feature_dim: int = 2048, embed: int = 1024, queue: int = 2048,
               bert: dict[str, int] | None = None, bert_path: Path | None = None,
               caption_lengths: tuple[int, int] = (8, 16), profile: dict | None = None) -> pd.DataFrame:
-    """Rows per model (USER, VSE-infinity): median, min and max seconds of one training step over ``steps``
-    steps after ``warmup``, images per second, the ratio to VSE-infinity's median and the official code's
+    """Rows per model (USER, VSE∞): median, min and max seconds of one training step over ``steps``
+    steps after ``warmup``, images per second, the ratio to VSE∞'s median and the official code's
     seconds per step on the issue's CPU (reported there, not measured here). ``bert`` overrides
     :data:`BERT_BASE` keys (tests use a tiny BERT); ``bert_path`` reuses a folder from :func:`write_random_bert`.
     ``profile`` given (a dict): filled with :func:`user_step_profile`'s table for the USER model, measured
@@ -351,7 +351,7 @@ def user_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int = 
             del runner
     table = pd.DataFrame(rows)
     vse = table.loc[table["model.name"] == "vse", "s/step (median)"].iloc[0]
-    table.insert(5, "ratio to VSE-infinity", table["s/step (median)"] / vse)
+    table.insert(5, "ratio to VSE∞", table["s/step (median)"] / vse)
     return table
 
 

@@ -46,7 +46,7 @@ PAPER_ORDER = ("afa", "user", "mvsen")
 
 
 def run_order(notebook: Path) -> tuple[int, str]:
-    """Sort key: top-level notebooks (``00_baseline``) first, then each paper's folder in :data:`PAPER_ORDER`
+    """Sort key: top-level notebooks (``00_vse``) first, then each paper's folder in :data:`PAPER_ORDER`
     (folders not listed after them), sorted paths within a folder."""
     parts = notebook.parts
     folder = parts[-2] if len(parts) > 2 else ""
@@ -55,7 +55,7 @@ def run_order(notebook: Path) -> tuple[int, str]:
 
 
 def project_notebooks(root: str | Path | None = None) -> list[Path]:
-    """Every notebook under ``notebooks/`` in run order (:func:`run_order`: ``00_baseline`` first), relative."""
+    """Every notebook under ``notebooks/`` in run order (:func:`run_order`: ``00_vse`` first), relative."""
     root = Path(root or find_project_root())
     found = sorted((p.relative_to(root) for p in (root / NOTEBOOK_DIR).rglob("*.ipynb")
                     if ".ipynb_checkpoints" not in p.parts), key=run_order)

@@ -102,8 +102,8 @@ def run_config(method: str, profile: str, *, name: str | None = None, data_root:
 
 
 def default_data_root(profile: str) -> Path:
-    """The ``data.root`` of the profile's presets (``baseline_<profile>``; the other methods' presets inherit it)."""
-    return Path(load_config(f"baseline_{profile}").data.root)
+    """The ``data.root`` of the profile's presets (``vse_<profile>``; the other methods' presets inherit it)."""
+    return Path(load_config(f"vse_{profile}").data.root)
 
 
 def check_data_folder(root: str | Path, profile: str) -> None:
@@ -126,7 +126,7 @@ def check_overrides(profile: str, overrides: Sequence[str]) -> None:
     bad value) before anything runs. A model key needs one method's preset only: the notebooks of the others
     fail on it when they run."""
     presets = sorted((name for name in list_presets() if name.endswith(f"_{profile}")),
-                     key=lambda name: not name.startswith("baseline_"))
+                     key=lambda name: not name.startswith("vse_"))
     for override in overrides:
         errors = []
         for preset in presets:

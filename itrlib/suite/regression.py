@@ -368,10 +368,10 @@ def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]
     return written
 
 
-NBVAL_SHARDS: tuple[tuple[str, ...], ...] = (("00_baseline", "afa", "mvsen"), ("user",))
+NBVAL_SHARDS: tuple[tuple[str, ...], ...] = (("00_vse", "afa", "mvsen"), ("user",))
 """The notebooks each concurrent nbval process of ``make notebook-tests`` executes, by folder (or top-level
-notebook): two shards of about equal time (00_baseline with afa/ 88 s, mvsen/ 114 s, user/ 130 s on a 2-core
-Xeon), and notebooks that share a smoke run stay in one shard (afa/01 reuses 00_baseline's VSE∞ run; a run
+notebook): two shards of about equal time (00_vse with afa/ 88 s, mvsen/ 114 s, user/ 130 s on a 2-core
+Xeon), and notebooks that share a smoke run stay in one shard (afa/01 reuses 00_vse's VSE∞ run; a run
 trained by two processes at once would fail on its run lock)."""
 
 

@@ -31,7 +31,7 @@ SWEEP_PROTOCOL = "f30k1k"
 PAPER_METHODS = [("MVSEN", "MVSEN (ours)", "MVSEN t2i+i2t"), ("USER", "USER (SGE)", "USER (SGE)"),
                  ("USER", "VSE∞", "VSE∞"), ("AFA", "Ours", "AFA")]
 """Paper rows of Tables 1–3: ``(paper, method in paper_tables.csv, label)``."""
-OTHER_MODELS = (("AFA", "afa", "afa"), ("VSE∞", "baseline", "baseline"), ("USER (SGE)", "user", "user"))
+OTHER_MODELS = (("AFA", "afa", "afa"), ("VSE∞", "vse", "vse"), ("USER (SGE)", "user", "user"))
 """The suite's other models in the comparison: ``(label, method preset, run name)``, the runs of their own
 notebooks (reused when finished)."""
 ROW_DESCRIPTIONS = {

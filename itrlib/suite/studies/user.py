@@ -2,7 +2,7 @@
 queue / batch sweeps and the Fig. 4–5 sensitivity sweeps, as sets of runs of ``user_<profile>``.
 
 The full model (SGE, both queues, UTO) is the run ``user`` of notebook 01 and Table IV's row I is the
-suite's VSE∞ run ``baseline``, so the notebooks share them instead of training them again. The sweeps
+suite's VSE∞ run ``vse``, so the notebooks share them instead of training them again. The sweeps
 (Table IV–V, Figs. 4–5) train under :func:`sweep_budget`, a smaller budget than the headline run under the
 embedded profile, evaluated on F30K 1K only (the protocol of the paper's Table IV, Table V's F30K half and
 Figs. 4–5); the tables say so in their captions.
@@ -90,11 +90,11 @@ def _run(method: str, profile: str, name: str, changes: list[str], where: Where,
 
 def run_comparison(profile: str, where: Where = Where()) -> dict[str, dict[str, dict]]:
     """USER (SGE), USER (CGE), AFA and VSE∞ under the profile's headline budget: ``{label: {protocol: result}}``.
-    The AFA and VSE∞ runs are those of the AFA notebooks and ``00_baseline`` (reused when finished)."""
+    The AFA and VSE∞ runs are those of the AFA notebooks and ``00_vse`` (reused when finished)."""
     return {"USER (SGE)": _run("user", profile, FULL_RUN, [], where, sweep=False),
             "USER (CGE)": _run("user", profile, CGE_RUN, CGE_OVERRIDES, where, sweep=False),
             "AFA": _run("afa", profile, "afa", [], where, sweep=False),
-            "VSE∞": _run("baseline", profile, "baseline", [], where, sweep=False)}
+            "VSE∞": _run("vse", profile, "vse", [], where, sweep=False)}
 
 
 PAPER_METHODS = [("USER", "USER (SGE)", "USER (SGE)"), ("USER", "USER (CGE)", "USER (CGE)"),
@@ -106,17 +106,17 @@ PAPER_METHODS = [("USER", "USER (SGE)", "USER (SGE)"), ("USER", "USER (CGE)", "U
 
 
 def default_run_name(method: str, profile: str) -> str:
-    """The run of ``method`` at its defaults under the sweep budget: the headline run (``user``, ``baseline``)
+    """The run of ``method`` at its defaults under the sweep budget: the headline run (``user``, ``vse``)
     when the profile's sweeps keep the headline budget, else ``<run>_sweep``."""
-    name = FULL_RUN if method == "user" else "baseline"
+    name = FULL_RUN if method == "user" else "vse"
     return shared_run_name(name, sweep_budget(profile))
 
 
 def ablation_run_name(row: str, profile: str) -> str:
-    """Run of a Table IV row: rows I and VII are the default ``baseline`` / ``user`` runs under the sweep
+    """Run of a Table IV row: rows I and VII are the default ``vse`` / ``user`` runs under the sweep
     budget (:func:`default_run_name`), the others ``user_table4_<roman>``."""
     if row == BASELINE_ROW:
-        return default_run_name("baseline", profile)
+        return default_run_name("vse", profile)
     return default_run_name("user", profile) if not ABLATION_ROWS[row] else f"user_table4_{row.split()[0]}"
 
 
@@ -132,7 +132,7 @@ def ablation_rows(profile: str) -> list[str]:
 
 def run_ablation(profile: str, where: Where = Where()) -> dict[str, dict[str, dict]]:
     """Table IV rows (:func:`ablation_rows`) under the sweep budget: ``{row: {protocol: eval result}}``."""
-    return {row: _run("baseline" if row == BASELINE_ROW else "user", profile, ablation_run_name(row, profile),
+    return {row: _run("vse" if row == BASELINE_ROW else "user", profile, ablation_run_name(row, profile),
                       ABLATION_ROWS.get(row, []), where, sweep=True)
             for row in ablation_rows(profile)}
 
