@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from itrlib.evaluation import metrics
-from itrlib.evaluation.metrics import i2t_ranks, recall_summary, retrieval_metrics, t2i_ranks
+from itrlib.evaluation.metrics import Ranks, recall_summary, retrieval_metrics
+
+
+def i2t_ranks(sims, caps_per_image: int = 5, chunk: int = 1024, **options) -> Ranks:
+    """The image-to-text ranks of :func:`retrieval_metrics` (the one entry point)."""
+    return retrieval_metrics(sims, caps_per_image, chunk=chunk, **options)[1]["i2t"]
+
+
+def t2i_ranks(sims, caps_per_image: int = 5, chunk: int = 1024, **options) -> Ranks:
+    """The text-to-image ranks of :func:`retrieval_metrics`."""
+    return retrieval_metrics(sims, caps_per_image, chunk=chunk, **options)[1]["t2i"]
 
 CPI = 5
 BACKENDS = ["numba", "torch"]

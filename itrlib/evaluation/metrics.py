@@ -145,26 +145,6 @@ def _tallies(sims: torch.Tensor | np.ndarray, caps_per_image: int, chunk: int, t
     return _tally_torch(sims, caps_per_image, chunk, top1, last)
 
 
-def i2t_ranks(sims: torch.Tensor | np.ndarray, caps_per_image: int = 5, chunk: int = 1024, *,
-              ties: str = "pessimistic", top1: bool = True, backend: str = "auto") -> Ranks:
-    """Image-to-text ranks of ``sims`` (N_img, N_img*caps_per_image): N_img queries; top1 = caption index.
-
-    ``chunk`` rows are compared per step by the torch backend (memory: a few chunk x N_cap booleans);
-    ``backend`` "auto" uses numba for CPU tensors and arrays, torch otherwise. Costs one fused pass (the
-    t2i counts come with it; ``retrieval_metrics`` returns both).
-    """
-    return _tallies(sims, caps_per_image, chunk, ties, top1, backend)[0].ranks(ties)
-
-
-def t2i_ranks(sims: torch.Tensor | np.ndarray, caps_per_image: int = 5, chunk: int = 1024, *,
-              ties: str = "pessimistic", top1: bool = True, backend: str = "auto") -> Ranks:
-    """Text-to-image ranks of ``sims`` (N_img, N_img*caps_per_image): N_cap queries; top1 = image index.
-
-    Arguments as in ``i2t_ranks``.
-    """
-    return _tallies(sims, caps_per_image, chunk, ties, top1, backend)[1].ranks(ties)
-
-
 def _ground_truth(sims: torch.Tensor, caps_per_image: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best ground-truth score of each image (N_img,), how many of its captions reach it (N_img,) int64, and
     the ground-truth score of each caption (N_cap,)."""
@@ -415,13 +395,16 @@ def recall_summary(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[st
 
 
 def retrieval_metrics(sims: torch.Tensor | np.ndarray, caps_per_image: int = 5, *, ties: str = "pessimistic",
-                      top1: bool = True, backend: str = "auto") -> tuple[dict[str, float], dict[str, Ranks]]:
-    """Metrics ``i2t_{r1,r5,r10,medr,meanr}``, ``t2i_...``, ``rsum`` and ``{"i2t": Ranks, "t2i": Ranks}``.
+                      top1: bool = True, backend: str = "auto", chunk: int = 1024
+                      ) -> tuple[dict[str, float], dict[str, Ranks]]:
+    """Metrics ``i2t_{r1,r5,r10,medr,meanr}``, ``t2i_...``, ``rsum`` and ``{"i2t": Ranks, "t2i": Ranks}``
+    (image queries: top1 = caption index; caption queries: top1 = image index), from one fused pass.
 
     ``sims`` (N_img, N_img*caps_per_image); ``ties`` one of ``TIE_RULES``; ``top1=False`` skips the top-1
-    indices (``Ranks.top1`` is None); ``backend`` as in ``i2t_ranks``.
+    indices (``Ranks.top1`` is None); ``backend`` "auto" uses numba for CPU tensors and arrays, torch
+    otherwise; ``chunk`` rows are compared per step by the torch backend (memory: a few chunk x N_cap booleans).
     """
-    i2t, t2i = _tallies(sims, caps_per_image, 1024, ties, top1, backend)
+    i2t, t2i = _tallies(sims, caps_per_image, chunk, ties, top1, backend)
     ranks = {"i2t": i2t.ranks(ties), "t2i": t2i.ranks(ties)}
     metrics: dict[str, float] = {}
     for direction, result in ranks.items():
