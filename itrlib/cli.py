@@ -141,6 +141,16 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: print the metrics only)")
     _add_no_progress(off)
 
+    cmp = add_command(commands, "compare", "is run A's rSum higher than run B's? (paired bootstrap)",
+                      "Reads eval-PROTOCOL.json of both run folders (evaluate them first) and resamples the test "
+                      "images, each with its captions, the same way for both runs. Prints the rSum difference A - B "
+                      "and its percentile interval; an interval that holds 0 is not significant.")
+    cmp.add_argument("--run", required=True, nargs=2, metavar=("A", "B"), help="two evaluated run folders")
+    _add_protocols(cmp)
+    cmp.add_argument("--samples", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    cmp.add_argument("--level", type=float, default=0.95, help="coverage of the interval")
+    cmp.add_argument("--seed", type=int, default=0, help="seed of the resamples (same seed, same interval)")
+
     es = add_command(commands, "eval-scores", "rank a saved score matrix under protocols",
                   "The matrix has one row per image and one column per caption (N_img, 5*N_img).")
     es.add_argument("scores", help=".npy file with one row per image and one column per caption")
@@ -299,6 +309,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.out:
             atomic_write_json(args.out, results, "evaluation results")
         _print_metrics(results)
+    elif args.command == "compare":
+        from itrlib.evaluation.significance import paired_bootstrap
+        from itrlib.runs.trained import read_eval
+
+        intervals = {p: paired_bootstrap(read_eval(args.run[0], p), read_eval(args.run[1], p), samples=args.samples,
+                                         level=args.level, seed=args.seed) for p in args.protocol}
+        print(json.dumps({p: {"rsum_difference": i.difference, "low": i.low, "high": i.high, "level": i.level,
+                              "significant": i.significant} for p, i in intervals.items()}, indent=2))
     elif args.command == "composite":
         from itrlib.runs.composite import create_composite
 

@@ -111,6 +111,18 @@ def _reusable(run_dir: str | Path, spec: Protocol, checkpoint: str, stamp: list[
     return result
 
 
+def read_eval(run_dir: str | Path, protocol: str) -> dict:
+    """The ``eval-<protocol>.json`` of a run folder (DataError naming the command that writes it when absent)."""
+    path = eval_path(run_dir, protocol)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: evaluate the run first (python -m itrlib eval --run {run_dir} "
+                        f"--protocol {protocol})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} cannot be read as JSON ({exc})") from exc
+
+
 def eval_line(run_dir: str | Path, result: dict) -> str:
     """One line for a log: run, protocol, images, rSum and R@1 both ways, and where the time went."""
     metrics, timing = result["metrics"], result.get("timing", {})
