@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
     train = add_command(commands, "train", "train a model from a config (preset name or YAML)",
-                     "Writes the run folder output_dir/name; a folder holding last.pt is resumed.")
+                        "Writes the run folder output_dir/name; a folder holding last.pt is resumed.")
     train.add_argument("--config", required=True,
                        help=f"preset name (list them with: {PROG} presets) or path of a YAML config file")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -120,9 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_no_progress(ev)
 
     off = add_command(commands, "eval-official", "evaluate an official checkpoint of the authors",
-                   "Converts an official USER or VSE∞ checkpoint (the authors' released .pth) to the "
-                   "suite's model, built from the user_f30k or vse_f30k preset with the checkpoint's sizes, "
-                   "evaluates it as a run is evaluated and prints the metrics (a JSON file only with --out).")
+                      "Converts an official USER or VSE∞ checkpoint (the authors' released .pth) to the "
+                      "suite's model, built from the user_f30k or vse_f30k preset with the checkpoint's sizes, "
+                      "evaluates it as a run is evaluated and prints the metrics (a JSON file only with --out).")
     off.add_argument("--arch", required=True, choices=["user", "vse"],
                      help="architecture of the checkpoint: user (zhangy0822/USER) or vse (woodfrog/vse_infty "
                           "VSE∞)")
@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seed", type=int, default=0, help="seed of the resamples (same seed, same interval)")
 
     es = add_command(commands, "eval-scores", "rank a saved score matrix under protocols",
-                  "The matrix has one row per image and one column per caption (N_img, 5*N_img).")
+                     "The matrix has one row per image and one column per caption (N_img, 5*N_img).")
     es.add_argument("scores", help=".npy file with one row per image and one column per caption")
     _add_protocols(es)
     _add_ties(es, "pessimistic")
@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
                                   "(default: print the metrics only)")
 
     comp = add_command(commands, "composite", "combine member runs' scores into a composite run",
-                    "The composite run's scores are a weighted sum of its member runs' scores.")
+                       "The composite run's scores are a weighted sum of its member runs' scores.")
     comp.add_argument("--run", required=True, help="folder of the composite run, e.g. outputs/runs/ensemble")
     comp.add_argument("--members", required=True, nargs="+", metavar="RUN", help="two or more member run folders")
     weights = comp.add_mutually_exclusive_group(required=True)
@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     sizes = "; ".join(f"{name}: " + "/".join(str(n) for n in split_sizes.values())
                       for name, split_sizes in SIZES.items())
     synth = add_command(data_commands, "synth", "write the embedded synthetic dataset (precomp layout)",
-                     "Not natural images: numbers measured on it are not comparable to COCO/Flickr30K.")
+                        "Not natural images: numbers measured on it are not comparable to COCO/Flickr30K.")
     synth.add_argument("--out", default="data/synthetic", help="output folder")
     synth.add_argument("--size", default="small", choices=list(SIZES),
                        help=f"images per split {'/'.join(SPLITS)}: {sizes}")
@@ -195,19 +195,19 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--feature-dim", type=int, default=None, metavar="D",
                        help=f"region feature dimension (default: {DEFAULT_FEATURE_DIM}, as the BUTD features)")
     check = add_command(data_commands, "check", "validate a precomp folder, scanning every feature",
-                     f"Checks each split's {{split}}_ims.npy, {{split}}_caps.txt and {{split}}_ids.txt and "
-                     f"every feature for NaN/inf. By default every split of {', '.join(SPLITS)} present in "
-                     "the folder is checked (Flickr30K has no testall) and absent ones are reported.")
+                        f"Checks each split's {{split}}_ims.npy, {{split}}_caps.txt and {{split}}_ids.txt and "
+                        f"every feature for NaN/inf. By default every split of {', '.join(SPLITS)} present in "
+                        "the folder is checked (Flickr30K has no testall) and absent ones are reported.")
     check.add_argument("--data-root", required=True, help="precomp folder, or a folder holding precomp/")
     check.add_argument("--splits", nargs="+", metavar="SPLIT",
                        help="check these splits; a missing one is an error "
                             f"(default: every split of {', '.join(SPLITS)} present in the folder)")
     labels = add_command(data_commands, "labels", "write MVSEN's noun labels ({split}_label.txt)",
-                      "Tags every split's captions with spaCy's packaged English model (Penn Treebank tags, as "
-                      "NLTK's in the official recipe), keeps lower-cased NN* tokens, takes the --top most frequent "
-                      "over the train captions and writes one line of 0/1 ints per image (the union over its "
-                      "captions) beside the precomp files, with labels_vocab.txt (column order) and "
-                      "labels_stamp.json. A second call with the same captions and --top reuses the files.")
+                         "Tags every split's captions with spaCy's packaged English model (Penn Treebank tags, as "
+                         "NLTK's in the official recipe), keeps lower-cased NN* tokens, takes the --top most frequent "
+                         "over the train captions and writes one line of 0/1 ints per image (the union over its "
+                         "captions) beside the precomp files, with labels_vocab.txt (column order) and "
+                         "labels_stamp.json. A second call with the same captions and --top reuses the files.")
     labels.add_argument("--data-root", required=True, help="precomp folder, or a folder holding precomp/")
     labels.add_argument("--top", type=int, default=1000, metavar="N", help="nouns kept (official: 1000)")
     labels.add_argument("--caps-per-image", type=int, default=5, metavar="N", help="consecutive captions per image")
@@ -216,16 +216,16 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: such files are kept and the command stops with an error)")
     _add_no_progress(labels)
     clip = add_command(data_commands, "clip-features", "write one CLIP image embedding per image ({split}_clip.npy)",
-                    "Embeds each image of a precomp {split}_ids.txt (one id per image, or one per caption: then "
-                    "every --caps-per-image-th line) with CLIPModel.get_image_features: the CLS token after the "
-                    "post-layernorm and the visual projection (512-d for ViT-B/32), not L2-normalised "
-                    "(normalising is the consumer's choice). Writes a float32 (N, d) .npy in the order of the "
-                    "ids; the standard name is {split}_clip.npy beside the precomp files.\n\n"
-                    "An id matches <id>.jpg/.jpeg/.png or an image whose file stem ends with the zero-padded id "
-                    "(COCO_val2014_000000391895.jpg, Flickr30K 1000092795.jpg) in the image folder or its "
-                    "subfolders. Nothing is downloaded: fetch the weights once on a machine with internet "
-                    "access, e.g. huggingface-cli download openai/clip-vit-base-patch32 --local-dir "
-                    "/models/clip-vit-base-patch32, then pass --model /models/clip-vit-base-patch32.")
+                       "Embeds each image of a precomp {split}_ids.txt (one id per image, or one per caption: then "
+                       "every --caps-per-image-th line) with CLIPModel.get_image_features: the CLS token after the "
+                       "post-layernorm and the visual projection (512-d for ViT-B/32), not L2-normalised "
+                       "(normalising is the consumer's choice). Writes a float32 (N, d) .npy in the order of the "
+                       "ids; the standard name is {split}_clip.npy beside the precomp files.\n\n"
+                       "An id matches <id>.jpg/.jpeg/.png or an image whose file stem ends with the zero-padded id "
+                       "(COCO_val2014_000000391895.jpg, Flickr30K 1000092795.jpg) in the image folder or its "
+                       "subfolders. Nothing is downloaded: fetch the weights once on a machine with internet "
+                       "access, e.g. huggingface-cli download openai/clip-vit-base-patch32 --local-dir "
+                       "/models/clip-vit-base-patch32, then pass --model /models/clip-vit-base-patch32.")
     clip.add_argument("--images", required=True, metavar="DIR",
                       help="folder of the images (searched with its subfolders)")
     clip.add_argument("--ids", required=True, metavar="FILE", help="the precomp {split}_ids.txt")

@@ -35,10 +35,6 @@ def test_real_data_profiles_never_build_or_check(tmp_path):
     assert not root.exists()
 
 
-def test_where_takes_a_notebooks_parameters_and_only_the_smoke_profile_reduces_the_studies():
-    from itrlib.suite.experiments import Where
-
-    where = Where.of({"profile": "smoke", "data_root": "/data/f30k", "bert_path": None, "overrides": ["a.b=1"]})
-    assert where == Where("/data/f30k", None, ("a.b=1",), True)
+def test_only_the_smoke_profile_reduces_the_studies():
     assert [name for name in PROFILES if get_profile(name).reduced_studies] == ["smoke"]
     assert get_profile("smoke").study_steps == 9 and get_profile("embedded").study_steps is None

@@ -26,7 +26,7 @@ def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, dat
     scores combined (:func:`~itrlib.runs.composite.evaluate_composite`); a trained-run option given for it is
     an ItrlibError.
     """
-    given = {key: value for key, value in trained_options.items() if value not in (None, False)}
+    given = {key: value for key, value in trained_options.items() if value is not None and value is not False}
     if is_composite(run_dir):
         if given:
             options = ", ".join(f"{key}={value!r}" for key, value in given.items())

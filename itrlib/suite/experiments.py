@@ -20,11 +20,6 @@ class Where:
     overrides: tuple[str, ...] = ()
     progress: bool = True
 
-    @classmethod
-    def of(cls, parameters: dict) -> Where:
-        """From a notebook's checked parameters (``data_root``, ``bert_path``, ``overrides``)."""
-        return cls(parameters.get("data_root"), parameters.get("bert_path"), tuple(parameters.get("overrides") or ()))
-
 
 def train_where(method: str, profile: str, name: str, where: Where, changes: Sequence[str] = (),
                 protocols: Sequence[str] | None = None) -> dict[str, dict]:
