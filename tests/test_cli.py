@@ -38,6 +38,15 @@ def test_train_then_eval_every_protocol(smoke_data, tmp_path, capsys):
                                                                 "t2i_r5", "t2i_r10"))) < 1e-6
         assert len(result["ranks"]["t2i"]) == 5 * len(result["ranks"]["i2t"])
     assert len(json.loads((run / "eval-coco1k.json").read_text())["folds"]) == 5
+    # ECCV Caption metrics need the COCO 5K test images: the synthetic testall is refused in one line
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--metrics", "eccv", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "testall_ids.txt: 50 images" in err and "COCO 5K test split" in err
+    assert not (run / "eccv-testall.json").exists()
+    assert main(["eval", "--run", str(run), "--no-progress"]) == 2
+    assert "--protocol names the protocols of --metrics recall" in capsys.readouterr().err
+    assert main(["eval", "--run", str(run), "--metrics", "eccv", "--protocol", "f30k1k"]) == 2
 
 
 def test_unknown_key_is_reported_without_traceback(tmp_path, capsys):

@@ -5,14 +5,14 @@ import shutil
 import pytest
 import torch
 
-from itrlib.engine.trainer import Trainer
+from itrlib.engine.trainer import TIMING_KEYS, Trainer
 from itrlib.errors import ItrlibError
 from itrlib.io import read_jsonl
 
 
 def _records(run_dir):
     """metrics.jsonl without wall-clock times and resume markers."""
-    return [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(run_dir / "metrics.jsonl")
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_jsonl(run_dir / "metrics.jsonl")
             if r["event"] != "resume"]
 
 

@@ -131,6 +131,13 @@ def test_every_notebook_is_in_one_nbval_shard_and_notebooks_sharing_a_run_share_
     assert shards == set(range(len(NBVAL_SHARDS)))
     # afa/01 reports 00_vse's VSE∞ run: one process must train it
     assert shard_index("00_vse.ipynb") == shard_index("afa__01_train_eval.ipynb")
+    # the leaderboard reuses the runs of every paper notebook: its stage comes after all of theirs
+    from itrlib.suite.regression import NBVAL_STAGES
+
+    stage_of = {shard: n for n, stage in enumerate(NBVAL_STAGES) for shard in stage}
+    leaderboard = stage_of[shard_index("leaderboard__01_leaderboard.ipynb")]
+    assert all(stage_of[shard_index(executed_name(nb))] < leaderboard
+               for nb in project_notebooks(ROOT) if nb.parts[1] != "leaderboard")
     with pytest.raises(ItrlibError, match=r"newpaper__01\.ipynb: in no shard"):
         shard_index("newpaper__01.ipynb")
 

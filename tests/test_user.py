@@ -9,7 +9,7 @@ import torch
 from itrlib.config import TextConfig, load_config
 from itrlib.data.collate import Batch
 from itrlib.data.text import BertWordPieceTokenizer, resolve_bert_path
-from itrlib.engine.trainer import Trainer
+from itrlib.engine.trainer import TIMING_KEYS, Trainer
 from itrlib.errors import ConfigError
 from itrlib.io import read_jsonl
 from itrlib.losses.uto import uto_loss
@@ -194,7 +194,7 @@ def test_killed_user_run_resumes_bit_exactly_with_its_queues_and_key_encoders(sm
     assert resumed["best_val"] == reference["best_val"]
 
     def records(root):
-        return [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(root / "run" / "metrics.jsonl")
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_jsonl(root / "run" / "metrics.jsonl")
                 if r["event"] != "resume"]
 
     assert records(tmp_path / "a") == records(tmp_path / "b")

@@ -56,6 +56,10 @@ from itrlib.progress import format_seconds, progress_bar, say
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "train_summary.json"
+TIMING_KEYS = ("time", "epoch_seconds")
+"""Keys of a ``metrics.jsonl`` record that hold wall-clock times: ``time`` (when it was logged) and, in a
+``val`` record, ``epoch_seconds`` (the epoch's training steps in this process; a resumed epoch: since the
+resume). Everything else in the file is a function of the seed."""
 OWNED_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LAST, BEST, VOCAB_FILE)
 """Files of a run folder that only the holder of its lock writes."""
 
@@ -178,7 +182,7 @@ class Trainer:
                 every = self.config.train.checkpoint_every
                 if every and self.global_step % every == 0:
                     self._save_last()
-            metrics, is_best = self._end_epoch()
+            metrics, is_best = self._end_epoch(time.monotonic() - epoch_start)
             say(f"{self.config.name}: epoch {self.epoch - 1} of 0-{total_epochs - 1} done in "
                 f"{format_seconds(time.monotonic() - epoch_start)}: mean loss {loss_sum / max(steps, 1):.4g} "
                 f"over {steps} steps, dev rSum {metrics['rsum']:.1f}{' (best so far)' if is_best else ''}",
@@ -226,9 +230,9 @@ class Trainer:
             record["grad_norm"] = grad_norm
         return record
 
-    def _end_epoch(self) -> tuple[dict, bool]:
+    def _end_epoch(self, epoch_seconds: float) -> tuple[dict, bool]:
         """Validate, keep ``best.pt``, save ``last.pt`` (unless the run ends here without keeping it); returns
-        (dev metrics, whether they are the best)."""
+        (dev metrics, whether they are the best). ``epoch_seconds``: the epoch's training time, logged."""
         ev = self.config.eval
         result = evaluate_split(self.model, self.val_split, self.tokenizer, [self.val_protocol],
                                 batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp,
@@ -236,7 +240,8 @@ class Trainer:
                                 progress=self.progress).results[self.val_protocol.name]
         metrics = result["metrics"]
         is_best = metrics["rsum"] > self.best["rsum"]
-        self._log({"event": "val", "split": self.val_split.split, **metrics, "best": is_best})
+        self._log({"event": "val", "split": self.val_split.split, **metrics, "best": is_best,
+                   "epoch_seconds": round(epoch_seconds, 3)})
         if is_best:
             self.best = {"rsum": metrics["rsum"], "epoch": self.epoch, "metrics": metrics}
             save_checkpoint(self.run_dir / BEST, {

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from itrlib.data.precomp import find_precomp_dir, open_split
+from itrlib.engine.components import load_run_config
 from itrlib.errors import ItrlibError
-from itrlib.runs.composite import composite_split_scores, evaluate_composite, is_composite
+from itrlib.evaluation.eccv import coco_caption_ids, eccv_metrics, package_metrics
+from itrlib.io import atomic_write_json, check_writable
+from itrlib.runs.composite import composite_split_scores, evaluate_composite, is_composite, load_composite
 from itrlib.runs.trained import evaluate_trained, trained_split_scores
+
+ECCV_SPLIT = "testall"
+"""The COCO 5K test split: the images and captions ECCV Caption and CxC extend."""
+ECCV_FILE = "eccv-testall.json"
 
 
 def evaluate_run_protocols(run_dir: str | Path, protocols: Sequence[str], *, data_root: str | None = None,
@@ -50,3 +58,31 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     if is_composite(run_dir):
         return composite_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
     return trained_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
+
+
+def run_data_root(run_dir: str | Path) -> str:
+    """The precomp folder a run folder is evaluated on by default: a trained run's ``data.root``; a composite's
+    own ``data_root``, else its first member's (members share one when the composite has none)."""
+    if is_composite(run_dir):
+        spec = load_composite(run_dir)
+        return spec.get("data_root") or load_run_config(spec["members"][0]).data.root
+    return load_run_config(run_dir).data.root
+
+
+def run_eccv_metrics(run_dir: str | Path, *, data_root: str | None = None, device: str = "auto",
+                     progress: bool = True) -> dict[str, dict[str, float]]:
+    """ECCV Caption mAP@R, R-Precision, R@1 and CxC R@1/5/10 (percent, i2t and t2i) of a run folder on the COCO 5K
+    test split, its images matched to COCO through ``testall_ids.txt``
+    (:func:`~itrlib.evaluation.eccv.eccv_metrics`); written to ``eccv-testall.json`` in the run folder. The
+    package, the output file and the ids are checked before anything is scored."""
+    metrics = package_metrics()
+    out = Path(run_dir) / ECCV_FILE
+    check_writable(out, "ECCV Caption results")
+    root = data_root or run_data_root(run_dir)
+    ids_file = str(find_precomp_dir(root) / f"{ECCV_SPLIT}_ids.txt")
+    image_ids = open_split(root, ECCV_SPLIT, check_features="none").image_ids
+    coco_caption_ids(image_ids, metrics, ids_file)
+    scores, _ = run_split_scores(run_dir, ECCV_SPLIT, data_root=data_root, device=device, progress=progress)
+    found = eccv_metrics(scores, image_ids, metrics=metrics, source=ids_file)
+    atomic_write_json(out, {"split": ECCV_SPLIT, "data_root": str(root), "metrics": found}, "ECCV Caption results")
+    return found

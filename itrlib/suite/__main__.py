@@ -1,5 +1,6 @@
 """Command line of the suite: ``python -m itrlib.suite notebooks`` runs the notebooks of one profile headlessly
-(what ``make notebooks`` and ``make reproduce-tables`` call). The library's own commands are ``python -m itrlib``."""
+(what ``make notebooks`` and ``make reproduce-tables`` call), ``python -m itrlib.suite report`` assembles the
+profile's REPORT.md (``make report``). The library's own commands are ``python -m itrlib``."""
 
 from __future__ import annotations
 
@@ -32,11 +33,20 @@ def _parser() -> argparse.ArgumentParser:
                           "or separate with commas, e.g. afa/02,user/03 (default: every notebook under notebooks/)")
     nbs.add_argument("overrides", nargs="*", metavar="section.key=value",
                      help="config overrides passed to every notebook (default: none)")
+    report = add_command(commands, "report", "assemble outputs/PROFILE/REPORT.md from what the notebooks wrote",
+                         "Reads the profile's tables, figures and notebook wall times; trains and evaluates nothing.")
+    report.add_argument("--profile", default="embedded", choices=list(PROFILES),
+                        help="the profile whose outputs/PROFILE/ folder is assembled")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        from itrlib.suite.report.report_md import write_report
+
+        print(f"report written: {write_report(args.profile)}")
+        return 0
     from papermill.exceptions import PapermillExecutionError
 
     from itrlib.suite.notebook_runner import run_notebooks

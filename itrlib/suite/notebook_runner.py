@@ -41,16 +41,17 @@ class NotebookTiming:
     ok: bool
 
 
-PAPER_ORDER = ("afa", "user", "mvsen")
-"""Paper folders in run order: MVSEN last, since its notebooks compare with (and reuse) the runs of the others."""
+FOLDER_ORDER = ("afa", "user", "mvsen", "leaderboard")
+"""Notebook folders in run order: the papers' (MVSEN last, since its notebooks compare with and reuse the runs of
+the others), then the leaderboard, whose seed-0 runs are theirs."""
 
 
 def run_order(notebook: Path) -> tuple[int, str]:
-    """Sort key: top-level notebooks (``00_vse``) first, then each paper's folder in :data:`PAPER_ORDER`
+    """Sort key: top-level notebooks (``00_vse``) first, then each folder in :data:`FOLDER_ORDER`
     (folders not listed after them), sorted paths within a folder."""
     parts = notebook.parts
     folder = parts[-2] if len(parts) > 2 else ""
-    rank = 0 if not folder else 1 + (PAPER_ORDER.index(folder) if folder in PAPER_ORDER else len(PAPER_ORDER))
+    rank = 0 if not folder else 1 + (FOLDER_ORDER.index(folder) if folder in FOLDER_ORDER else len(FOLDER_ORDER))
     return rank, str(notebook)
 
 

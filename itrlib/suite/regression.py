@@ -424,11 +424,14 @@ def prepare_notebooks(out_dir: str | Path, profile: str = "smoke") -> list[Path]
     return written
 
 
-NBVAL_SHARDS: tuple[tuple[str, ...], ...] = (("00_vse", "afa", "mvsen"), ("user",))
-"""The notebooks each concurrent nbval process of ``make notebook-tests`` executes, by folder (or top-level
-notebook): two shards of about equal time (00_vse with afa/ 88 s, mvsen/ 114 s, user/ 130 s on a 2-core
-Xeon), and notebooks that share a smoke run stay in one shard (afa/01 reuses 00_vse's VSE∞ run; a run
-trained by two processes at once would fail on its run lock)."""
+NBVAL_SHARDS: tuple[tuple[str, ...], ...] = (("00_vse", "afa", "mvsen"), ("user",), ("leaderboard",))
+"""The notebooks each nbval process of ``make notebook-tests`` executes, by folder (or top-level notebook).
+Notebooks that share a smoke run stay in one shard (afa/01 reuses 00_vse's VSE∞ run; a run trained by two
+processes at once would fail on its run lock)."""
+NBVAL_STAGES: tuple[tuple[int, ...], ...] = ((0, 1), (2,))
+"""Shards (indices of :data:`NBVAL_SHARDS`) run at once, stage after stage: the first two take about equal time
+(00_vse with afa/ 88 s, mvsen/ 114 s, user/ 130 s on a 2-core Xeon); the leaderboard reuses the runs of both as
+its seed 0, so it runs after them."""
 
 
 def shard_index(executed: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SHARDS) -> int:
@@ -441,34 +444,39 @@ def shard_index(executed: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SH
     raise ItrlibError(f"{name}: in no shard of itrlib.suite.regression.NBVAL_SHARDS (add its folder to one)")
 
 
-def run_nbval(folder: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SHARDS) -> int:
+def run_nbval(folder: str | Path, shards: Sequence[Sequence[str]] = NBVAL_SHARDS,
+              stages: Sequence[Sequence[int]] = NBVAL_STAGES) -> int:
     """nbval over the notebooks prepared in ``folder`` (:func:`prepare_notebooks`), one pytest process per
-    shard, all at once, each with ``OMP_NUM_THREADS`` = CPUs / shards unless set; prints every shard's report
-    and returns 0 when all passed, else the first failing exit code."""
+    shard, the shards of a stage at once and the stages in order, each process with ``OMP_NUM_THREADS`` = CPUs /
+    shards of its stage unless set; prints every shard's report and returns 0 when all passed, else the first
+    failing exit code (a failing stage still lets the next run: each notebook trains what it lacks)."""
     folder = Path(folder)
     prepared = [folder / executed_name(nb) for nb in project_notebooks() if (folder / executed_name(nb)).is_file()]
     if not prepared:
         raise ItrlibError(f"{folder}: no prepared notebooks (python -m itrlib.suite.regression prepare {folder})")
+    if sorted(i for stage in stages for i in stage) != list(range(len(shards))):
+        raise ItrlibError(f"nbval stages {stages} must name every shard of {len(shards)} exactly once")
     by_shard = [[p for p in prepared if shard_index(p, shards) == i] for i in range(len(shards))]
-    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(shards)))
-    runs = []
-    for index, paths in enumerate(by_shard):
-        if not paths:
-            continue
-        log = folder / f"nbval-shard-{index + 1}.log"
-        print(f"nbval shard {index + 1}: {len(paths)} notebooks ({', '.join(shards[index])}), "
-              f"OMP_NUM_THREADS={threads}, report in {log}", flush=True)
-        with log.open("w", encoding="utf-8") as handle:
-            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                       *map(str, paths)]
-            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                       env=os.environ | {"OMP_NUM_THREADS": threads})
-        runs.append((index, log, process))
     codes = []
-    for index, log, process in runs:
-        codes.append(process.wait())
-        print(f"---- nbval shard {index + 1} (exit code {codes[-1]}) ----\n{log.read_text(encoding='utf-8')}",
-              flush=True)
+    for stage in stages:
+        present = [index for index in stage if by_shard[index]]
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(len(present), 1)))
+        runs = []
+        for index in present:
+            paths = by_shard[index]
+            log = folder / f"nbval-shard-{index + 1}.log"
+            print(f"nbval shard {index + 1}: {len(paths)} notebooks ({', '.join(shards[index])}), "
+                  f"OMP_NUM_THREADS={threads}, report in {log}", flush=True)
+            with log.open("w", encoding="utf-8") as handle:
+                command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           *map(str, paths)]
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                           env=os.environ | {"OMP_NUM_THREADS": threads})
+            runs.append((index, log, process))
+        for index, log, process in runs:
+            codes.append(process.wait())
+            print(f"---- nbval shard {index + 1} (exit code {codes[-1]}) ----\n{log.read_text(encoding='utf-8')}",
+                  flush=True)
     return next((code for code in codes if code), 0)
 
 
