@@ -88,3 +88,18 @@ def test_study_rows_are_marked_beyond_or_within_the_seed_spread_of_their_method(
     assert list(marks["vs best row"]) == [0.0, -5.0, -20.0]
     assert list(marks["beyond seed spread"]) == ["no", "no", "yes"]  # 2 x 4.0 = 8 points
     assert spread_marks(ablation, "afa_table3", {"afa_table3": ablation}).empty  # no leaderboard: no marks
+
+
+def test_tables_of_several_methods_get_no_seed_spread_marks_and_each_board_precedes_its_claims(tmp_path):
+    from itrlib.suite.report.report_md import spread_marks
+
+    board = pd.DataFrame({"method": ["VSE∞", "AFA"], "rSum std": [3.0, 4.0]})
+    comparison = _table()
+    assert spread_marks(comparison, "afa_tables_1_2", {"leaderboard_f30k1k": board}).empty
+    out = _outputs(tmp_path)
+    claims = pd.DataFrame([{"claim": "AFA over VSE∞", "our gain": 1.0}])
+    write_table(claims, out / "tables" / "leaderboard_claims_f30k1k", CAPTION)
+    write_table(board, out / "tables" / "leaderboard_coco1k", CAPTION)
+    text = report_text("smoke", tmp_path)
+    assert text.index("| AFA over VSE∞") > text.index("| VSE∞     |       2 |  321.0 |")
+    assert text.index("| AFA over VSE∞") > text.index("|   rSum std |")

@@ -128,8 +128,9 @@ def seed_spread(tables: dict[str, pd.DataFrame], stem: str, protocol: str) -> fl
 def spread_marks(frame: pd.DataFrame, stem: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Our rows of a study table (per protocol and direction when it has them), each with its rSum, its distance
     to the best of them and whether that distance exceeds :data:`SPREAD_FACTOR` seed standard deviations
-    (:func:`seed_spread`). Empty when the table has fewer than two of our rows or no seed spread applies."""
-    if "rSum" not in frame:
+    (:func:`seed_spread`). Empty when the table has fewer than two of our rows or no seed spread applies, and for
+    tables of several methods (a ``method`` or ``model`` column): the leaderboard's intervals compare those."""
+    if "rSum" not in frame or {"method", "model"} & set(frame.columns):
         return pd.DataFrame()
     ours = frame[frame["source"].astype(str).str.startswith(OURS_PREFIX)] if "source" in frame else frame
     groups = [c for c in ("protocol", "direction") if c in ours]
@@ -209,7 +210,7 @@ def report_text(profile: str, root: str | Path = ".") -> str:
     leaderboard = {stem: t for stem, t in tables.items() if stem.startswith(LEADERBOARD_PREFIX)}
     if leaderboard:
         parts.append("## Leaderboard")
-        for stem in leaderboard:
+        for stem in sorted(leaderboard, key=lambda stem: ("_claims_" in stem, stem)):  # each protocol's board first
             parts.append((root / spec.tables_dir / f"{stem}.md").read_text(encoding="utf-8").strip())
     parts.append("## What this profile cannot support")
     parts.append("\n".join(f"- {item}" for item in limitations(spec)) or "- Nothing beyond the papers' own limits.")
