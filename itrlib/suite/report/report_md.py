@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from itrlib.evaluation.protocols import PROTOCOLS
 from itrlib.io import atomic_write_text
 from itrlib.progress import format_seconds
 from itrlib.suite.profiles import Profile, get_profile
+from itrlib.suite.regression import machine_label
 from itrlib.suite.report.paper import load_reference
 from itrlib.suite.report.tables import markdown_table
 
@@ -56,15 +56,6 @@ def _git_commit(root: Path) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return done.stdout.strip() or "unknown"
-
-
-def _cpu() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def read_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:
@@ -202,7 +193,7 @@ def report_text(profile: str, root: str | Path = ".") -> str:
     timing_frame, total = _timings(root / spec.notebooks_dir)
     parts = [f"# itrlib report: profile `{profile}`",
              f"Assembled {datetime.now().strftime('%Y-%m-%d %H:%M')} from `{spec.output_root}/` at commit "
-             f"{_git_commit(root)} on {platform.machine()}, {_cpu()}, {os.cpu_count()} CPUs; notebooks' wall time "
+             f"{_git_commit(root)} on {machine_label()}; notebooks' wall time "
              f"{format_seconds(total) if total else 'not recorded'} (below). Every number comes from a file the "
              "notebooks wrote; the data, text encoder and budget of each table's rows are in its caption."]
     if not tables:
