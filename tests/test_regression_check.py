@@ -333,7 +333,7 @@ def test_first_steps_loss_averages_the_first_steps_and_composites_have_none(tmp_
     assert first_steps_loss(tmp_path, steps=3) == pytest.approx((396.5 + 395.70002 + 10.0) / 3)
     results = {"MVSEN t2i": {"f30k1k": {"run": str(tmp_path), "model": "mvsen"}},
                "MVSEN t2i+i2t": {"f30k1k": {"run": str(tmp_path / "ensemble"), "model": "composite"}}}
-    summary = first_steps_summary(results)
+    summary = first_steps_summary(results, "smoke")
     assert summary == "MVSEN t2i first-steps loss 396.1"
     assert parse_quantities(summary) == {"MVSEN t2i first-steps loss": pytest.approx(396.1)}
     expected = Expected(396.1, 0.004)
@@ -343,6 +343,8 @@ def test_first_steps_loss_averages_the_first_steps_and_composites_have_none(tmp_
     (tmp_path / "metrics.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[2]) + "\n")
     with pytest.raises(ItrlibError, match=r"lacks the loss of training steps \[2\].*log_every=1"):
         first_steps_loss(tmp_path)
+    # the other profiles log every train.log_every steps and check nothing: no first-steps loss is read
+    assert first_steps_summary(results, "embedded") == "first-steps losses: smoke profile only (this run: embedded)"
 
 
 def test_shown_rsums_are_not_read_back_as_checked_values():

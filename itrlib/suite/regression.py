@@ -48,6 +48,8 @@ from itrlib.suite.notebook_runner import executed_name, project_notebooks
 if TYPE_CHECKING:
     import nbformat
 
+REGRESSION_PROFILE = "smoke"
+"""The profile whose notebook values are checked against ``expected.csv`` (under any other, nothing is)."""
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 MEASURED_MARKER = "# REGRESSION_MEASURED"
 EXPECTED_FILE = Path("notebooks/regression/expected.csv")
@@ -180,9 +182,11 @@ def is_composite(by_protocol: Mapping[str, dict]) -> bool:
     return next(iter(by_protocol.values())).get("model") == "composite"
 
 
-def first_steps_summary(results_by_method: Mapping[object, Mapping[str, dict]]) -> str:
+def first_steps_summary(results_by_method: Mapping[object, Mapping[str, dict]], profile: str) -> str:
     """One line per trained run among the methods, e.g. ``MVSEN t2i first-steps loss 396.1003`` (composites
-    have no training loss and are left out).
+    have no training loss and are left out). Under a profile other than :data:`REGRESSION_PROFILE` (whose
+    presets log every step), one line saying so: the other profiles log every ``train.log_every`` steps, and
+    nothing checks these values there.
 
     For models whose smoke training is chaotic (MVSEN: for about a dozen steps every pair scores alike, the
     loss sits at its all-violating plateau, and a difference in the last bit grows about 30-fold per step, in
@@ -190,6 +194,8 @@ def first_steps_summary(results_by_method: Mapping[object, Mapping[str, dict]]) 
     the loss of the first steps is still a function of the model, the loss, the data and one optimiser step,
     and agrees to about 1e-5 relative across float environments.
     """
+    if profile != REGRESSION_PROFILE:
+        return f"first-steps losses: {REGRESSION_PROFILE} profile only (this run: {profile})"
     return quantity_lines({f"{method} first-steps loss": first_steps_loss(by_protocol_run(by_protocol))
                            for method, by_protocol in results_by_method.items() if not is_composite(by_protocol)})
 
@@ -307,8 +313,9 @@ def verdict(name: str, measured: float | None, expected: Expected | None) -> str
 def check_summary(measured_text: str, profile: str, expected: Mapping[str, Expected] | None = None) -> str:
     """What a checked cell prints: one :func:`verdict` per value of ``measured_text`` (the measured cell's
     lines) against the expected smoke values; under another profile, one line saying there is no check."""
-    if profile != "smoke":
-        return f"regression check: smoke profile only (this run: {profile}; the values above are not checked)"
+    if profile != REGRESSION_PROFILE:
+        return (f"regression check: {REGRESSION_PROFILE} profile only (this run: {profile}; the values above are "
+                "not checked)")
     expected = read_expected() if expected is None else expected
     return "\n".join(verdict(name, value, expected.get(name))
                      for name, value in parse_quantities(measured_text).items())
