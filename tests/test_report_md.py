@@ -57,12 +57,13 @@ def test_the_report_puts_the_leaderboard_first_then_limits_pitfalls_tables_figur
     text = report_text("smoke", tmp_path)
     order = [text.index(h) for h in ("## Leaderboard", "## What this profile cannot support", "## Protocol pitfalls",
                                      "## Tables: ours beside the papers'", "## Figures", "## Errata",
-                                     "## Wall time per notebook")]
+                                     "## Wall time per notebook", "## Time per run")]
     assert order == sorted(order)
     assert "| VSE∞     |       2 |  321.0 |" in text  # the leaderboard's own Markdown
     assert "### [AFA beside the paper](tables/afa_tables_1_2.md)" in text
     assert "262.0 / 510.9 (-248.9)" in text and "[afa_vs_vse.png](figures/afa_vs_vse.png)" in text
-    assert "wall time 1 min 05 s" in text and "coco5k" in text.split("## Protocol pitfalls")[0]
+    assert "wall time in their last execution 1 min 05 s" in text and "coco5k" in text.split("## Protocol pitfalls")[0]
+    assert "No runs yet." in text
 
 
 def test_the_report_command_writes_the_profiles_report(tmp_path, monkeypatch, capsys):

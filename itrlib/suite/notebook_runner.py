@@ -22,6 +22,8 @@ from itrlib.io import atomic_write_json
 from itrlib.progress import PROGRESS_ENV, format_seconds
 from itrlib.suite.notebook import check_notebook_inputs, find_project_root
 from itrlib.suite.profiles import get_profile
+from itrlib.suite.report.run_times import run_time_frame, run_time_table
+from itrlib.suite.report.tables import markdown_table
 
 NOTEBOOK_DIR = "notebooks"
 TIMINGS_FILE = "timings.json"
@@ -102,7 +104,8 @@ def run_notebooks(profile: str, *, data_root: str | None = None, bert_path: str 
                   ) -> list[NotebookTiming]:
     """Execute the project's notebooks (or those whose path contains one of ``only``) under ``profile``.
 
-    Prints a start and an end line per notebook and a timing table at the end; stops at the first failure
+    Prints a start and an end line per notebook, and at the end a timing table per notebook and one per run
+    (:func:`~itrlib.suite.report.run_times.run_time_frame`); stops at the first failure
     (the partly executed copy is kept and named in the error). Returns the timings, also written to
     ``<profile output>/notebooks/timings.json``.
     """
@@ -138,6 +141,10 @@ def run_notebooks(profile: str, *, data_root: str | None = None, bert_path: str 
             print(f"[{index}/{len(notebooks)}] {notebook} {verdict} in {format_seconds(seconds)} -> "
                   f"{executed.relative_to(root)}", flush=True)
     print(timing_table(timings), flush=True)
+    runs = run_time_frame(root / get_profile(profile).runs_dir)
+    if not runs.empty:
+        print(f"\nTime per run ({len(runs)} runs; training and test evaluation, as each run recorded them):\n"
+              f"{markdown_table(run_time_table(runs))}", flush=True)
     return timings
 
 

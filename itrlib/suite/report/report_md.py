@@ -4,7 +4,8 @@ Read from the profile's folder only (tables as CSV with their caption columns, f
 ``timings.json``), so ``make report`` reassembles it from finished runs without training or evaluating: the
 leaderboard first, then every table with, for each of our rows that has a paper row of the same model and
 protocol, the paper's number, ours and the difference per metric; every figure; what the profile cannot
-support and why; the protocol pitfalls; the errata of the papers' own tables; the wall time of each notebook.
+support and why; the protocol pitfalls; the errata of the papers' own tables; the wall time of each notebook and the
+training and evaluation time of each run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from itrlib.progress import format_seconds
 from itrlib.suite.profiles import Profile, get_profile
 from itrlib.suite.regression import machine_label
 from itrlib.suite.report.paper import load_reference
+from itrlib.suite.report.run_times import SECONDS_COLUMNS, run_time_frame, run_time_table
 from itrlib.suite.report.tables import markdown_table
 
 REPORT_FILE = "REPORT.md"
@@ -191,10 +193,14 @@ def report_text(profile: str, root: str | Path = ".") -> str:
     out = root / spec.output_root
     tables = read_tables(root / spec.tables_dir)
     timing_frame, total = _timings(root / spec.notebooks_dir)
+    runs = run_time_frame(root / spec.runs_dir)
+    run_seconds = {column: format_seconds(runs[column].sum()) for column in SECONDS_COLUMNS} if len(runs) else {}
+    compute = (f"; the {len(runs)} runs recorded {run_seconds['training s']} of training and "
+               f"{run_seconds['evaluation s']} of test evaluation (per run below)" if run_seconds else "")
     parts = [f"# itrlib report: profile `{profile}`",
              f"Assembled {datetime.now().strftime('%Y-%m-%d %H:%M')} from `{spec.output_root}/` at commit "
-             f"{_git_commit(root)} on {machine_label()}; notebooks' wall time "
-             f"{format_seconds(total) if total else 'not recorded'} (below). Every number comes from a file the "
+             f"{_git_commit(root)} on {machine_label()}; notebooks' wall time in their last execution "
+             f"{format_seconds(total) if total else 'not recorded'}{compute}. Every number comes from a file the "
              "notebooks wrote; the data, text encoder and budget of each table's rows are in its caption."]
     if not tables:
         parts.append(f"No tables yet: run the notebooks (`make reproduce-tables PROFILE={profile}`).")
@@ -233,6 +239,10 @@ def report_text(profile: str, root: str | Path = ".") -> str:
     parts.append("## Errata in the papers' tables\n" + (markdown_table(wrong) if not wrong.empty else "None noted."))
     parts.append("## Wall time per notebook\n" + (markdown_table(timing_frame) if not timing_frame.empty
                                                   else "Not recorded (no `notebooks/timings.json`)."))
+    parts.append("## Time per run\nTraining (the epochs' optimiser steps, summed over every process that trained the "
+                 "run, so a resumed run counts once) and test evaluation (encoding and scoring once per split, "
+                 "ranking per protocol), as each run folder recorded them; a run reused by a later notebook costs "
+                 "nothing there.\n\n" + (markdown_table(run_time_table(runs)) if len(runs) else "No runs yet."))
     return "\n\n".join(parts) + "\n"
 
 
