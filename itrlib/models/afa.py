@@ -4,8 +4,9 @@ image regions (B, K, D_img) -> MLP_v (fc + residual MLP) -> aggregation -> MAX_d
 caption tokens (B, L)       -> BERT/BiGRU -> MLP_t -> aggregation -> MAX_dim -> L2 norm -> h_txt
 score = h_vis @ h_txt.T; loss = eq. 7: VSE++ terms (alpha1) + mixed "harder" terms (alpha2).
 
-No public code exists; every open choice is a field of :class:`AFAConfig` (defaults, switches and measured
-effects: docs/PAPER_DIFFERENCES.md section 2). Switches reproduce Table 3: ``aggregation`` (II),
+Written from the equations; the authors' release (wzhings/itmAFA) has not been compared with it yet. Every
+open choice is a field of :class:`AFAConfig` (defaults, switches and measured effects:
+docs/PAPER_DIFFERENCES.md section 2). Switches reproduce Table 3: ``aggregation`` (II),
 ``pooling`` max/mean (III), ``harder_negatives`` (IV).
 """
 
