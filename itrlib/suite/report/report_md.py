@@ -241,8 +241,10 @@ def report_text(profile: str, root: str | Path = ".") -> str:
                                                   else "Not recorded (no `notebooks/timings.json`)."))
     parts.append("## Time per run\nTraining (the epochs' optimiser steps, summed over every process that trained the "
                  "run, so a resumed run counts once) and test evaluation (encoding and scoring once per split, "
-                 "ranking per protocol), as each run folder recorded them; a run reused by a later notebook costs "
-                 "nothing there.\n\n" + (markdown_table(run_time_table(runs)) if len(runs) else "No runs yet."))
+                 "ranking per protocol), as each run folder recorded them, and when (UTC) each run last trained; a "
+                 "run reused by a later notebook costs nothing there, and a composite (–) trains nothing and "
+                 "records no time of its own.\n\n"
+                 + (markdown_table(run_time_table(runs)) if len(runs) else "No runs yet."))
     return "\n\n".join(parts) + "\n"
 
 
