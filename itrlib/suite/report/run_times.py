@@ -24,7 +24,7 @@ EVAL_GLOB = "eval-*.json"
 SECONDS_COLUMNS = ("training s", "evaluation s")
 
 
-def evaluation_seconds(run_dir: Path) -> float:
+def run_evaluation_seconds(run_dir: Path) -> float:
     """Seconds of the run's recorded test evaluations: encode + score once per split, rank once per protocol;
     NaN when none recorded its time (a composite combines its members' saved scores and records none)."""
     per_split: dict[str, float] = {}
@@ -60,7 +60,7 @@ def run_time_frame(runs_dir: str | Path) -> pd.DataFrame:
         steps = max((int(f["step"].max()) for f in (steps_frame, val) if "step" in f and len(f)), default=0)
         rows.append({"run": run_dir.name, "model": _model_name(run_dir), "steps": steps,
                      "trained": _last_record_time(steps_frame, val), "training s": training,
-                     "evaluation s": evaluation_seconds(run_dir)})
+                     "evaluation s": run_evaluation_seconds(run_dir)})
     return pd.DataFrame(rows, columns=["run", "model", "steps", "trained", *SECONDS_COLUMNS])
 
 
