@@ -70,6 +70,33 @@ def test_padded_regions_are_ignored():
             assert (fa.regions_at_words - fb.regions_at_words).abs().max() <= 1e-5
 
 
+def _pair_means(v: torch.Tensor, t: torch.Tensor, scale: float = 10.0, slope: float = 0.1
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image (K valid regions, d) and one caption (n valid words, d), written out from the definitions:
+    (mean over regions of the words attended there, mean over words of the regions attended there)."""
+    a = torch.nn.functional.leaky_relu(v @ t.T, slope)  # (K, n)
+    words_at = torch.softmax(scale * a / (a.norm(dim=0, keepdim=True) + 1e-8), dim=1) @ t  # (K, d)
+    regions_at = torch.softmax(scale * a / (a.norm(dim=1, keepdim=True) + 1e-8), dim=0).T @ v  # (n, d)
+    return words_at.mean(0), regions_at.mean(0)
+
+
+@pytest.mark.parametrize("nodes", ["regions", "words"])
+def test_pair_features_equal_the_per_pair_means_of_the_attended_features(nodes):
+    regions, words = _sets(seed=4)
+    lengths = torch.tensor([6, 3, 6, 1, 4])  # padded regions (garbage beyond each length)
+    features = regions.features.clone()
+    features[torch.arange(6)[None] >= lengths[:, None]] = -3.0
+    regions = PaddedSet(features, lengths)
+    with torch.no_grad():
+        _, pairs = pairwise_scores(_graph(), regions, words, nodes, features=True)
+    assert pairs.words_at_regions.shape == pairs.regions_at_words.shape == (5, 7, 16)
+    for i in range(5):
+        for c in range(7):
+            at_regions, at_words = _pair_means(regions.features[i, :lengths[i]], words.features[c, :words.lengths[c]])
+            torch.testing.assert_close(pairs.words_at_regions[i, c], at_regions, atol=1e-5, rtol=0)
+            torch.testing.assert_close(pairs.regions_at_words[i, c], at_words, atol=1e-5, rtol=0)
+
+
 def test_model_scores_sharded_equal_unsharded_and_the_loop(tokenizer):
     config = load_config("mvsen_smoke", ["model.score_pass_mb=1"]).model
     model = build_mvsen(config, feature_dim=16, text=load_config("mvsen_smoke").text, tokenizer=tokenizer).eval()

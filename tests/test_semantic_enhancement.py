@@ -109,6 +109,7 @@ def randomise_bn(module: nn.Module) -> None:
 
 
 LENGTHS = torch.tensor([6, 2, 1, 4, 6])
+FULL = torch.full_like(LENGTHS, 6)
 
 
 def make_regions(k: int = 6, d: int = 8, seed: int = 0) -> torch.Tensor:
@@ -117,28 +118,30 @@ def make_regions(k: int = 6, d: int = 8, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("local_norm", ["slot", "feature"])
 @pytest.mark.parametrize("attention_norm", ["l2", "softmax"])
-def test_sge_matches_loop_reference_in_eval(local_norm, attention_norm):
+@pytest.mark.parametrize("lengths", [LENGTHS, FULL], ids=["padded", "every region valid"])
+def test_sge_matches_loop_reference_in_eval(local_norm, attention_norm, lengths):
     torch.manual_seed(1)
     sge = SGE(8, num_slots=6, local_norm=local_norm, attention_norm=attention_norm, attention_scale=1.7)
     randomise_bn(sge)
     sge.eval()
     regions = make_regions()
     with torch.no_grad():
-        ref_out, ref_glo = reference_sge(sge, regions, LENGTHS)
-        torch.testing.assert_close(sge.global_vector(regions, LENGTHS), ref_glo, atol=1e-5, rtol=0)
-        torch.testing.assert_close(sge(regions, LENGTHS), ref_out, atol=1e-5, rtol=0)
+        ref_out, ref_glo = reference_sge(sge, regions, lengths)
+        torch.testing.assert_close(sge.global_vector(regions, lengths), ref_glo, atol=1e-5, rtol=0)
+        torch.testing.assert_close(sge(regions, lengths), ref_out, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("local_norm", ["slot", "feature"])
-def test_sge_training_mode_uses_batch_statistics(local_norm):
+@pytest.mark.parametrize("lengths", [LENGTHS, FULL], ids=["padded", "every region valid"])
+def test_sge_training_mode_uses_batch_statistics(local_norm, lengths):
     torch.manual_seed(2)
     sge = SGE(8, num_slots=6, local_norm=local_norm, dropout=0.0)
     sge.train()
     regions = make_regions(seed=3)
     with torch.no_grad():
-        ref_out, ref_glo = reference_sge(sge, regions, LENGTHS, batch=True)
-        torch.testing.assert_close(sge.global_vector(regions, LENGTHS), ref_glo, atol=1e-5, rtol=0)
-        torch.testing.assert_close(sge(regions, LENGTHS), ref_out, atol=1e-5, rtol=0)
+        ref_out, ref_glo = reference_sge(sge, regions, lengths, batch=True)
+        torch.testing.assert_close(sge.global_vector(regions, lengths), ref_glo, atol=1e-5, rtol=0)
+        torch.testing.assert_close(sge(regions, lengths), ref_out, atol=1e-5, rtol=0)
 
 
 def test_slot_norm_statistics_are_per_slot_over_batch_and_features():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
@@ -40,3 +41,38 @@ def flush_subnormals(x: torch.Tensor) -> torch.Tensor:
     after it then pays. Each flushed value is below 1.2e-38, so results move by less than that.
     """
     return x.masked_fill(x.abs() < torch.finfo(x.dtype).tiny, 0.0)
+
+
+def uniform_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Inverted dropout of any shape: each entry kept with probability ``1 - p`` (and scaled by ``1 / (1 - p)``),
+    else 0; identity when not ``training`` or ``p == 0``.
+
+    On CPU the distribution of ``torch.nn.functional.dropout`` drawn differently: the keep mask is ``U >= p``
+    for float32 uniforms ``U``, which costs about a third of the Bernoulli sampler ``F.dropout`` uses there
+    (0.1 s for a (128, 36, 2048) tensor on a 2-core machine). Same seed, same mask; not the masks of
+    ``F.dropout``. Other devices use ``F.dropout`` itself (one fused kernel on CUDA).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    keep = torch.rand(x.shape, dtype=torch.float32).ge_(p).to(x.dtype).mul_(1.0 / (1.0 - p))
+    return x * keep
+
+
+class UniformDropout(torch.nn.Module):
+    """``nn.Dropout`` drawn with :func:`uniform_dropout` (same distribution, cheaper on CPU); ``p`` as nn.Dropout."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return uniform_dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

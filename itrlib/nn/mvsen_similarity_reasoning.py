@@ -91,12 +91,14 @@ class SimilarityGraph(nn.Module):
         return self.score(mean).squeeze(-1)
 
 
-def cross_attention(regions: PaddedSet, words: PaddedSet, scale: float = 10.0, slope: float = 0.1,
-                    want: tuple[str, ...] = NODES) -> dict[str, torch.Tensor]:
-    """Attended features of every caption x image pair of two blocks, caption-major.
+def attention_weights(regions: PaddedSet, words: PaddedSet, scale: float = 10.0, slope: float = 0.1,
+                      want: tuple[str, ...] = NODES) -> dict[str, torch.Tensor]:
+    """Cross-attention weights of every caption x image pair of two blocks, caption-major, each (C, I, K, n).
 
-    regions (I images, K, d), words (C captions, n, d) -> ``{"regions": (C, I, K, d) words attended at
-    each region, "words": (C, I, n, d) regions attended at each word}`` (only the keys in ``want``).
+    regions (I images, K, d), words (C captions, n, d) -> ``{"regions": softmax over the words w of each
+    region r (row r attends the caption at region r), "words": softmax over the regions r of each word w}``
+    (only the keys in ``want``). Padded words and regions get weight 0 where they are attended; the rows of
+    padded attenders are finite and never used.
     """
     v, t = regions.features, words.features
     n_img, k, d = v.shape
@@ -109,15 +111,39 @@ def cross_attention(regions: PaddedSet, words: PaddedSet, scale: float = 10.0, s
     out = {}
     if "regions" in want:  # normalise over regions for each word, softmax over the words of each region
         logits = (scale * safe_l2norm(a, dim=2)).masked_fill_(~word_ok[:, None, None, :], float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
-        # per caption c: (I*K, n) @ (n, d)
-        out["regions"] = (weights.reshape(n_cap, n_img * k, n) @ t).view(n_cap, n_img, k, d)
+        out["regions"] = torch.softmax(logits, dim=-1)
     if "words" in want:  # normalise over words for each region, softmax over the regions of each word
         logits = (scale * safe_l2norm(a, dim=3)).masked_fill_(~region_ok[None, :, :, None], float("-inf"))
-        weights = torch.softmax(logits, dim=2)
-        # per (caption, image): (n, K) @ (K, d)
-        out["words"] = weights.transpose(2, 3) @ v[None]
+        out["words"] = torch.softmax(logits, dim=2)
     return out
+
+
+def attend(weights: dict[str, torch.Tensor], regions: PaddedSet, words: PaddedSet, view: str) -> torch.Tensor:
+    """Attended features of one view from :func:`attention_weights`: ``regions`` -> (C, I, K, d) the caption's
+    words attended at each region; ``words`` -> (C, I, n, d) the image's regions attended at each word."""
+    if view == "regions":
+        n_cap, n_img, k, n = weights["regions"].shape
+        # per caption c: (I*K, n) @ (n, d)
+        return (weights["regions"].reshape(n_cap, n_img * k, n) @ words.features).view(n_cap, n_img, k, -1)
+    # per (caption, image): (n, K) @ (K, d)
+    return weights["words"].transpose(2, 3) @ regions.features[None]
+
+
+def pair_features(weights: dict[str, torch.Tensor], regions: PaddedSet, words: PaddedSet) -> PairFeatures:
+    """Per-pair means of both attended views (:class:`PairFeatures`) from the weights of both views.
+
+    The mean over the K_i regions of the words attended there is the caption's words weighted by the mean
+    attention, ``(1/K_i) sum_r sum_w a_r[w] t_w = sum_w ((1/K_i) sum_r a_r[w]) t_w`` (likewise per word): the
+    (C, I, K, d) and (C, I, n, d) attended tensors are never built. Equal to the mean of :func:`attend`'s
+    output up to float rounding (tests/test_mvsen.py)."""
+    region_ok, word_ok = regions.mask(), words.mask()
+    # (C, I, n): the attention each word receives, averaged over the image's valid regions
+    at_regions_w = (weights["regions"] * region_ok[None, :, :, None]).sum(2) / regions.lengths[None, :, None]
+    # (C, I, K): the attention each region receives, averaged over the caption's valid words
+    at_words_w = (weights["words"] * word_ok[:, None, None, :]).sum(3) / words.lengths[:, None, None]
+    at_regions = at_regions_w @ words.features  # per caption c: (I, n) @ (n, d)
+    at_words = torch.einsum("cik,ikd->icd", at_words_w, regions.features)
+    return PairFeatures(at_regions.transpose(0, 1), at_words)
 
 
 def pairwise_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,
@@ -130,21 +156,17 @@ def pairwise_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet
         raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
     regions, words = regions.trimmed(), words.trimmed()
     n_img, n_cap = len(regions), len(words)
-    attended = cross_attention(regions, words, scale, slope, NODES if features else (nodes,))
+    weights = attention_weights(regions, words, scale, slope, NODES if features else (nodes,))
+    attended = attend(weights, regions, words, nodes)
     if nodes == "regions":
         node_features, valid = regions.features[None], regions.mask()[None].expand(n_cap, -1, -1)
     else:
         node_features, valid = words.features[:, None], words.mask()[:, None].expand(-1, n_img, -1)
-    delta = attended[nodes] - node_features
+    delta = attended - node_features
     # in place when no gradient is needed: these (C, I, nodes, d) tensors are the largest of the pass
-    delta = delta.square_() if not torch.is_grad_enabled() and not features else delta.square()
+    delta = delta.square_() if not torch.is_grad_enabled() else delta.square()
     scores = graph(delta.flatten(0, 1), valid.flatten(0, 1)).view(n_cap, n_img).T
-    if not features:
-        return scores, None
-    region_ok, word_ok = regions.mask(), words.mask()
-    at_regions = (attended["regions"] * region_ok[None, :, :, None]).sum(2) / regions.lengths[None, :, None]
-    at_words = (attended["words"] * word_ok[:, None, :, None]).sum(2) / words.lengths[:, None, None]
-    return scores, PairFeatures(at_regions.transpose(0, 1), at_words.transpose(0, 1))
+    return scores, (pair_features(weights, regions, words) if features else None)
 
 
 def block_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str, scale: float = 10.0,
