@@ -43,6 +43,12 @@ def flush_subnormals(x: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(x.abs() < torch.finfo(x.dtype).tiny, 0.0)
 
 
+def check_dropout_probability(p: float) -> None:
+    """ValueError unless 0 <= p < 1."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+
+
 def uniform_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Inverted dropout of any shape: each entry kept with probability ``1 - p`` (and scaled by ``1 / (1 - p)``),
     else 0; identity when not ``training`` or ``p == 0``.
@@ -52,8 +58,7 @@ def uniform_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.T
     (0.1 s for a (128, 36, 2048) tensor on a 2-core machine). Same seed, same mask; not the masks of
     ``F.dropout``. Other devices use ``F.dropout`` itself (one fused kernel on CUDA).
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    check_dropout_probability(p)
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -67,8 +72,7 @@ class UniformDropout(torch.nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        check_dropout_probability(p)
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
