@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -95,7 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
     train = add_command(commands, "train", "train a model from a config (preset name or YAML)",
-                        "Writes the run folder output_dir/name; a folder holding last.pt is resumed.")
+                        "Writes the run folder output_dir/name; a folder holding last.pt is resumed.\n\n"
+                        "On several processes (DistributedDataParallel; gloo on CPU, NCCL on GPUs): torchrun "
+                        "--nproc_per_node=N -m itrlib train --config ... ; train.batch_size is the global batch "
+                        "(a multiple of N), rank 0 writes the run folder, and the run resumes on any N.")
     train.add_argument("--config", required=True,
                        help=f"preset name (list them with: {PROG} presets) or path of a YAML config file")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -123,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="write scores-SPLIT.npy in the run folder with this dtype, or none "
                          "(default: the run's eval.save_scores)")
     _add_max_pairs(ev, "the run's eval.max_pairs_per_block, else the model's own")
+    ev.add_argument("--rerank-with", metavar="RUN",
+                    help="two-stage retrieval: this run (e.g. a VSE∞ or AFA run, or a composite) shortlists "
+                         "--shortlist items per query and --run reranks only those; written to "
+                         "two-stage-PROTOCOL-RUN-mM.json in --run's folder")
+    ev.add_argument("--shortlist", type=int, metavar="M", help="items per query that --rerank-with shortlists")
     _add_no_progress(ev)
 
     off = add_command(commands, "eval-official", "evaluate an official checkpoint of the authors",
@@ -284,7 +293,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         check_writable(config.run_dir / CONFIG_FILE, "the run's config")  # a read-only output_dir, at once
 
         summary = train(config, progress=not args.no_progress)
-        print(json.dumps(summary, indent=2))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone prints
+            print(json.dumps(summary, indent=2))
     elif args.command == "eval-official":
         from itrlib.runs.official import evaluate_official_checkpoint
 
@@ -295,12 +305,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print_metrics(results)
     elif args.command == "eval":
         from itrlib.errors import ConfigError
-        from itrlib.runs.any_run import evaluate_run_protocols, run_eccv_metrics
+        from itrlib.runs.any_run import evaluate_run_protocols, evaluate_two_stage, run_eccv_metrics
 
         args.metrics = args.metrics or ["recall"]
         if ("recall" in args.metrics) != bool(args.protocol):
             raise ConfigError("eval: --protocol names the protocols of --metrics recall (the default); with "
                               "--metrics eccv alone, give no --protocol")
+        if (args.rerank_with is None) != (args.shortlist is None):
+            raise ConfigError("eval: --rerank-with and --shortlist go together (two-stage retrieval)")
+        if args.rerank_with is not None:
+            other = [f"--{name.replace('_', '-')}" for name in ("split", "checkpoint", "save_scores",
+                                                                 "max_pairs_per_block") if getattr(args, name)]
+            if other or args.metrics != ["recall"]:
+                raise ConfigError(f"eval: two-stage retrieval (--rerank-with) ranks --protocol with best.pt; "
+                                  f"{', '.join(other) or '--metrics eccv'} cannot be used with it")
+            results = evaluate_two_stage(args.run, args.protocol, rerank_with=args.rerank_with,
+                                         shortlist=args.shortlist, data_root=args.data_root, device=args.device,
+                                         ties=args.ties, progress=not args.no_progress)
+            _print_metrics(results)
+            return 0
         results = {}
         if "recall" in args.metrics:
             results = evaluate_run_protocols(args.run, args.protocol, data_root=args.data_root, split=args.split,

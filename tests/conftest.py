@@ -45,3 +45,16 @@ def _feature_scan_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ITRLIB_CACHE_DIR", str(tmp_path_factory.mktemp("itrlib-cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def one_process_runs(smoke_data, tmp_path_factory) -> Path:
+    """A folder of small trained runs, one per model (``tests/distributed_worker.py``: VSE∞, AFA, USER, MVSEN;
+    3 steps, dropout off), trained in this process once per session: the one-process side of the DDP tests, and
+    the runs that two-stage retrieval reranks and shortlists. Tests copy a run before changing it."""
+    from distributed_worker import COMPARED, train_runs
+
+    out = tmp_path_factory.mktemp("one_process")
+    train_runs(str(smoke_data), out, list(COMPARED))
+    yield out
+    shutil.rmtree(out, ignore_errors=True)

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Self
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 class PairItem(NamedTuple):
@@ -73,6 +74,25 @@ class Batch(_Movable):
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def widths(self) -> tuple[int, int, int]:
+        """(regions K, caption tokens L, positive-caption tokens L+ or 0): the padded widths."""
+        positive = 0 if self.positive_captions is None else int(self.positive_captions.shape[1])
+        return int(self.images.shape[1]), int(self.captions.shape[1]), positive
+
+    def padded_to(self, widths: tuple[int, int, int], pad_id: int) -> Batch:
+        """The same pairs padded to ``widths`` (each at least :meth:`widths`): zero regions, ``pad_id`` tokens.
+
+        Under torch.distributed every rank pads its share of a batch to the widest of all ranks, so that
+        each rank's padding is the one the whole batch has in one process (MVSEN's official-padding path
+        reads padded positions)."""
+        regions, tokens, positive = widths
+        changes = {"images": F.pad(self.images, (0, 0, 0, regions - self.images.shape[1])),
+                   "captions": F.pad(self.captions, (0, tokens - self.captions.shape[1]), value=pad_id)}
+        if self.positive_captions is not None:
+            changes["positive_captions"] = F.pad(self.positive_captions,
+                                                 (0, positive - self.positive_captions.shape[1]), value=pad_id)
+        return replace(self, **changes)
 
 
 @dataclass

@@ -13,16 +13,21 @@ from itrlib.seeds import derived_seed
 class EpochBatchSampler(Sampler[list[int]]):
     """Shuffled batches of ``batch_size`` indices, dropping the last incomplete batch (as VSE∞).
 
-    ``max_batches`` caps the batches per epoch (smoke runs).
+    ``max_batches`` caps the batches per epoch (smoke runs). Under torch.distributed every rank draws the
+    same global batches and yields its own consecutive ``batch_size / world_size`` of each (rank 0 the first).
 
     The permutation of epoch ``e`` comes from a generator seeded with ``(seed, e)``; ``start_batch``
     skips batches already trained before a resume.
     """
 
-    def __init__(self, n_items: int, batch_size: int, seed: int, max_batches: int | None = None):
+    def __init__(self, n_items: int, batch_size: int, seed: int, max_batches: int | None = None, *,
+                 rank: int = 0, world_size: int = 1):
         if batch_size > n_items:
             raise ValueError(f"batch_size {batch_size} exceeds the {n_items} training pairs")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not a multiple of the {world_size} processes")
         self.n_items, self.batch_size, self.seed, self.max_batches = n_items, batch_size, seed, max_batches
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -36,7 +41,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         return batches[: self.max_batches]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()[self.start_batch:]
+        share = self.batch_size // self.world_size
+        for batch in self.batches()[self.start_batch:]:
+            yield batch[self.rank * share:(self.rank + 1) * share]
 
     def batches_per_epoch(self) -> int:
         full = self.n_items // self.batch_size

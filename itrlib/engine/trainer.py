@@ -15,6 +15,12 @@ MVSEN's ``bert_layers``, the width of a train or dev side file) are refused befo
 
 Models plug in through the contract of :class:`itrlib.models.base.RetrievalModel` (``losses``,
 ``param_groups``, ``on_epoch_start``, ``after_optimizer_step``); the loop holds no model-specific code.
+
+Started by ``torchrun --nproc_per_node=N``, the same loop trains with DistributedDataParallel
+(:mod:`itrlib.engine.distributed`): ``train.batch_size`` is the global batch, each rank encodes its
+``batch_size / N`` pairs, the losses are those of the global batch (:mod:`itrlib.nn.distributed`), and rank 0
+alone locks the folder, validates and writes every file. A checkpoint holds every rank's RNG state; resumed
+with the same number of processes the run continues exactly, with another number ranks >= 1 draw afresh.
 """
 
 from __future__ import annotations
@@ -29,10 +35,10 @@ from torch.utils.data import DataLoader
 
 from itrlib import __version__
 from itrlib.config import RunConfig, dump_yaml, load_config, to_dict
+from itrlib.data.collate import Batch
 from itrlib.data.datasets import PairDataset
 from itrlib.data.scan_cache import check_split_features
 from itrlib.data.side_inputs import load_side_inputs
-from itrlib.devices import resolve_device
 from itrlib.engine.checkpoint import BEST, LAST, RESUME_KEYS, load_checkpoint, save_checkpoint
 from itrlib.engine.components import (
     CONFIG_FILE,
@@ -43,16 +49,26 @@ from itrlib.engine.components import (
     open_train_split,
     open_val_split,
 )
+from itrlib.engine.distributed import (
+    barrier,
+    from_main,
+    gather_objects,
+    join_process_group,
+    leave_process_group,
+    run_on_main,
+)
 from itrlib.engine.run_folder import check_same_run, load_model_state, remove_leftover_temps, stored_config
 from itrlib.engine.run_lock import RunLock
 from itrlib.engine.sampler import EpochBatchSampler
 from itrlib.engine.seeding import restore_rng_state, rng_state, seed_everything
-from itrlib.errors import ItrlibError
+from itrlib.errors import ConfigError, ItrlibError
 from itrlib.evaluation.encode import autocast_for
 from itrlib.evaluation.evaluate import evaluate_split
 from itrlib.evaluation.protocols import whole_split
 from itrlib.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from itrlib.nn.distributed import globalize_batchnorm
 from itrlib.progress import format_seconds, progress_bar, say
+from itrlib.seeds import rank_seed
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "train_summary.json"
@@ -73,10 +89,17 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, progress: bool = True):
         self.config = config
-        self.progress = progress
         self.run_dir = config.run_dir
-        self._lock = RunLock(self.run_dir).acquire()  # before anything is written into the folder
+        self.ranks, self.device = join_process_group(config.train.device, "train.device")
+        if config.train.batch_size % self.ranks.world_size:
+            leave_process_group(self.ranks)
+            raise ConfigError(f"train.batch_size={config.train.batch_size} (the global batch) is not a multiple of "
+                              f"the {self.ranks.world_size} processes torchrun started")
+        self.progress = progress and self.ranks.main
+        self._lock = RunLock(self.run_dir)
+        self._open = True
         try:
+            run_on_main(self.ranks, self._lock.acquire)  # before anything is written into the folder
             self._prepare()
         except BaseException:
             self.close()
@@ -84,12 +107,11 @@ class Trainer:
 
     def _prepare(self) -> None:
         """Check what the folder holds, open the data (scanned for NaN/inf), build the model and optimiser."""
-        config = self.config
-        remove_leftover_temps(self.run_dir, OWNED_FILES)
+        config, ranks = self.config, self.ranks
+        run_on_main(ranks, remove_leftover_temps, self.run_dir, OWNED_FILES)
         self._check_existing_config()
         self._resume_state = self._load_resume_state()
         seed_everything(config.train.seed)
-        self.device = resolve_device(config.train.device, "train.device")
         self.amp = config.train.amp and self.device.type == "cuda"
 
         self.train_split = open_train_split(config)
@@ -97,9 +119,19 @@ class Trainer:
         check_splits(config, self.train_split, self.val_split)
         if config.data.check_features != "none":
             for split in (self.train_split, self.val_split):
-                check_split_features(split, progress=self.progress)
-        self.tokenizer = build_tokenizer(config.text, self.run_dir, self.train_split.captions)
+                run_on_main(ranks, lambda s: check_split_features(s, progress=self.progress), split)
+        # rank 0 first: a BiGRU vocabulary is built and saved by it, then read by the others
+        tokenizer = run_on_main(ranks, build_tokenizer, config.text, self.run_dir, self.train_split.captions)
+        self.tokenizer = tokenizer if ranks.main else build_tokenizer(config.text, self.run_dir)
         self.model = create_model(config, self.train_split.feature_dim, self.tokenizer).to(self.device)
+        self.ddp = None
+        if ranks.world_size > 1:
+            # every rank built the same model from the same seed; from here on each rank draws its own dropout
+            globalize_batchnorm(self.model)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, forward_sync_buffers=False,
+                                                                 find_unused_parameters=True)
+            if not ranks.main:
+                seed_everything(rank_seed(config.train.seed, ranks.rank))
         side = load_side_inputs(self.train_split, self.model.side_inputs)
         # the same side inputs are loaded for validation and evaluation (itrlib.evaluation.encode): the dev
         # files are checked now (rows, widths), not at the end of the first epoch
@@ -110,7 +142,8 @@ class Trainer:
                                    extras=side.image, caption_extras=side.caption,
                                    positive=self.model.positive_caption)
         self.sampler = EpochBatchSampler(len(self.dataset), config.train.batch_size, config.train.seed,
-                                         max_batches=config.train.max_steps_per_epoch)
+                                         max_batches=config.train.max_steps_per_epoch, rank=ranks.rank,
+                                         world_size=ranks.world_size)
         groups = self.model.param_groups(config.train.lr)
         for group in groups:
             group["base_lr"] = group["lr"]
@@ -120,7 +153,8 @@ class Trainer:
         self.val_protocol = whole_split(config.data.val_split)  # per-epoch model selection
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.best: dict = {"rsum": -math.inf, "epoch": None}
-        atomic_write_text(self.run_dir / CONFIG_FILE, dump_yaml(config))
+        barrier(ranks)  # every rank has read the folder's config.yaml and last.pt before rank 0 writes
+        run_on_main(ranks, atomic_write_text, self.run_dir / CONFIG_FILE, dump_yaml(config))
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -128,7 +162,7 @@ class Trainer:
 
         Runs once: the run folder is released when it returns or fails.
         """
-        if not self._lock.held:
+        if not self._open:
             raise ItrlibError("this Trainer is closed (fit() runs once); create a new Trainer to continue the run")
         try:
             return self._fit()
@@ -136,9 +170,12 @@ class Trainer:
             self.close()
 
     def close(self) -> None:
-        """Release the run folder without training (``fit()`` releases it itself); idempotent."""
+        """Release the run folder (and a process group the Trainer joined) without training (``fit()`` releases
+        it itself); idempotent."""
         self._resume_state = None
+        self._open = False
         self._lock.release()
+        leave_process_group(self.ranks)
 
     def __enter__(self) -> Trainer:
         return self
@@ -168,7 +205,7 @@ class Trainer:
             bar = progress_bar(loader, desc=f"{self.config.name}: epoch {self.epoch} of 0-{total_epochs - 1}",
                                unit="steps", enabled=self.progress, initial=self.batch_in_epoch, total=epoch_batches)
             for batch in bar:
-                losses = self._train_step(batch.to(self.device), loss_weights)
+                losses = self._train_step(self._on_device(batch), loss_weights)
                 loss_sum, steps = loss_sum + losses["loss"], steps + 1
                 self.batch_in_epoch += 1
                 self.global_step += 1
@@ -187,8 +224,9 @@ class Trainer:
                 f"{format_seconds(time.monotonic() - epoch_start)}: mean loss {loss_sum / max(steps, 1):.4g} "
                 f"over {steps} steps, dev rSum {metrics['rsum']:.1f}{' (best so far)' if is_best else ''}",
                 self.progress)
-        summary = self._write_summary()
-        if not self.config.train.keep_last:
+        summary = run_on_main(self.ranks, self._write_summary)
+        summary = from_main(self.ranks, summary)
+        if not self.config.train.keep_last and self.ranks.main:
             (self.run_dir / LAST).unlink(missing_ok=True)
         say(f"{self.config.name}: {total_epochs} epochs trained ({format_seconds(time.monotonic() - started)} "
             f"this call); best dev rSum {self.best['rsum']:.1f} at epoch {self.best['epoch']}", self.progress)
@@ -203,14 +241,23 @@ class Trainer:
             where = f"resuming at epoch {self.epoch}, step {self.batch_in_epoch}"
         else:
             where = "from scratch"
-        say(f"{cfg.name}: {cfg.model.name}, epochs 0-{total - 1}, batch {cfg.train.batch_size}, "
+        ranks = f" ({self.ranks.world_size} processes)" if self.ranks.world_size > 1 else ""
+        say(f"{cfg.name}: {cfg.model.name}, epochs 0-{total - 1}, batch {cfg.train.batch_size}{ranks}, "
             f"{len(self.dataset)} training pairs, {self.sampler.batches_per_epoch()} steps/epoch, "
             f"{self.device.type} ({where}) -> {self.run_dir}", self.progress)
 
     # ------------------------------------------------------------------------------------------------
-    def _train_step(self, batch, loss_weights: dict[str, float]) -> dict[str, float]:
+    def _on_device(self, batch: Batch) -> Batch:
+        """This rank's share of a batch on the device; under torch.distributed padded to the widest share."""
+        if self.ranks.world_size > 1:
+            widths = torch.tensor(batch.widths(), device=self.device)  # NCCL reduces GPU tensors only
+            torch.distributed.all_reduce(widths, op=torch.distributed.ReduceOp.MAX)
+            batch = batch.padded_to(tuple(widths.tolist()), self.tokenizer.pad_id)
+        return batch.to(self.device)
+
+    def _train_step(self, batch: Batch, loss_weights: dict[str, float]) -> dict[str, float]:
         with autocast_for(self.device, self.amp):
-            losses = self.model.losses(batch)
+            losses = (self.ddp or self.model)(batch)
         unknown = set(loss_weights) - set(losses)
         if unknown:
             raise ItrlibError(f"train.loss_weights names losses the model does not return: {sorted(unknown)} "
@@ -233,17 +280,13 @@ class Trainer:
     def _end_epoch(self, epoch_seconds: float) -> tuple[dict, bool]:
         """Validate, keep ``best.pt``, save ``last.pt`` (unless the run ends here without keeping it); returns
         (dev metrics, whether they are the best). ``epoch_seconds``: the epoch's training time, logged."""
-        ev = self.config.eval
-        result = evaluate_split(self.model, self.val_split, self.tokenizer, [self.val_protocol],
-                                batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp,
-                                max_pairs_per_block=ev.max_pairs_per_block, ties=ev.ties,
-                                progress=self.progress).results[self.val_protocol.name]
-        metrics = result["metrics"]
+        metrics = from_main(self.ranks, self._validate() if self.ranks.main else None)
         is_best = metrics["rsum"] > self.best["rsum"]
         self._log({"event": "val", "split": self.val_split.split, **metrics, "best": is_best,
                    "epoch_seconds": round(epoch_seconds, 3)})
         if is_best:
             self.best = {"rsum": metrics["rsum"], "epoch": self.epoch, "metrics": metrics}
+        if is_best and self.ranks.main:
             save_checkpoint(self.run_dir / BEST, {
                 "model": self.model.state_dict(), "epoch": self.epoch, "val_metrics": metrics,
                 "feature_dim": self.train_split.feature_dim, "config": to_dict(self.config),
@@ -256,6 +299,15 @@ class Trainer:
             self._save_last()
         return metrics, is_best
 
+    def _validate(self) -> dict:
+        """Dev metrics of the model as it is (rank 0 alone, under torch.distributed)."""
+        ev = self.config.eval
+        result = evaluate_split(self.model, self.val_split, self.tokenizer, [self.val_protocol],
+                                batch_size=self.config.train.eval_batch_size, device=self.device, amp=self.amp,
+                                max_pairs_per_block=ev.max_pairs_per_block, ties=ev.ties,
+                                progress=self.progress).results[self.val_protocol.name]
+        return result["metrics"]
+
     def _set_learning_rate(self, epoch: int) -> None:
         """lr = base_lr * factor^(number of decay epochs <= epoch): a pure function of the epoch."""
         steps = sum(1 for e in self.config.train.lr_decay_epochs if epoch >= e)
@@ -264,17 +316,24 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
-        record = {"epoch": self.epoch, "step": self.global_step, "time": time.time(), **record}
-        append_jsonl(self.run_dir / METRICS_FILE, record)
+        """Append a record to metrics.jsonl (rank 0; the others hold the same numbers)."""
+        if self.ranks.main:
+            record = {"epoch": self.epoch, "step": self.global_step, "time": time.time(), **record}
+            append_jsonl(self.run_dir / METRICS_FILE, record)
 
     def _save_last(self) -> None:
+        """``last.pt``, written by rank 0 with every rank's RNG state (``rng``: rank 0's, ``rng_ranks``: all)."""
+        states = gather_objects(self.ranks, rng_state())
+        if not self.ranks.main:
+            return
         metrics_path = self.run_dir / METRICS_FILE
         lines = len(read_jsonl(metrics_path)) if metrics_path.exists() else 0
         save_checkpoint(self.run_dir / LAST, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch, "global_step": self.global_step, "best": self.best,
-            "rng": rng_state(), "metrics_lines": lines, "feature_dim": self.train_split.feature_dim,
-            "config": to_dict(self.config), "itrlib_version": __version__})
+            "rng": states[0], "metrics_lines": lines, "feature_dim": self.train_split.feature_dim,
+            "config": to_dict(self.config), "itrlib_version": __version__,
+            **({"rng_ranks": states} if len(states) > 1 else {})})
 
     def _load_resume_state(self) -> dict | None:
         """``last.pt`` if the folder holds one, checked to belong to this run (before anything is written)."""
@@ -318,9 +377,21 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         self.global_step, self.best = state["global_step"], state["best"]
-        restore_rng_state(state["rng"])
-        self._truncate_metrics(state["metrics_lines"])
+        self._restore_rng(state)
+        if self.ranks.main:
+            self._truncate_metrics(state["metrics_lines"])
         self._log({"event": "resume", "batch_in_epoch": self.batch_in_epoch})
+
+    def _restore_rng(self, state: dict) -> None:
+        """Every rank's RNG as saved when the number of processes is the same; otherwise rank 0's as saved
+        and ranks >= 1 seeded afresh (their dropout draws then differ from an uninterrupted run's)."""
+        saved = state.get("rng_ranks", [state["rng"]])
+        if len(saved) == self.ranks.world_size:
+            restore_rng_state(saved[self.ranks.rank])
+        elif self.ranks.main:
+            restore_rng_state(state["rng"])
+        else:
+            seed_everything(rank_seed(self.config.train.seed, self.ranks.rank))
 
     def _truncate_metrics(self, keep: int) -> None:
         """Drop records logged after the checkpoint (they will be produced again)."""

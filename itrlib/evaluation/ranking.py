@@ -9,13 +9,29 @@ import numpy as np
 import torch
 
 from itrlib.errors import DataError
-from itrlib.evaluation.metrics import check_score_matrix, retrieval_metrics
+from itrlib.evaluation.metrics import Ranks, check_score_matrix, retrieval_metrics
 from itrlib.evaluation.protocols import Protocol, check_tie_rule, get_protocol, protocol_blocks
+from itrlib.evaluation.two_stage import DirectionalScores
 
 
-def evaluate_blocks(similarity: Callable[[slice, slice], torch.Tensor], n_images: int, protocol: Protocol,
-                    caps_per_image: int = 5, ties: str = "pessimistic") -> dict:
-    """Evaluate ``protocol`` given ``similarity(img_slice, cap_slice) -> (n_i, n_c)`` scores of the split.
+def block_metrics(block: torch.Tensor | DirectionalScores, caps_per_image: int, ties: str
+                  ) -> tuple[dict[str, float], dict[str, Ranks]]:
+    """:func:`retrieval_metrics` of one block; of :class:`DirectionalScores`, each direction from its matrix."""
+    if not isinstance(block, DirectionalScores):
+        return retrieval_metrics(block, caps_per_image, ties=ties)
+    metrics, ranks = {}, {}
+    for direction in ("i2t", "t2i"):
+        part, part_ranks = retrieval_metrics(getattr(block, direction), caps_per_image, ties=ties)
+        metrics.update({k: v for k, v in part.items() if k.startswith(f"{direction}_")})
+        ranks[direction] = part_ranks[direction]
+    metrics["rsum"] = sum(metrics[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
+    return metrics, ranks
+
+
+def evaluate_blocks(similarity: Callable[[slice, slice], torch.Tensor | DirectionalScores], n_images: int,
+                    protocol: Protocol, caps_per_image: int = 5, ties: str = "pessimistic") -> dict:
+    """Evaluate ``protocol`` given ``similarity(img_slice, cap_slice) -> (n_i, n_c)`` scores of the split
+    (one matrix, or one per direction: two-stage retrieval's :class:`DirectionalScores`).
 
     Returns a JSON-able dict: ``protocol``, ``split``, ``n_images``, ``n_captions``, ``folds`` (per-fold
     metrics, only when the protocol has several), ``metrics`` (averaged over folds), ``ties`` (the rule),
@@ -30,7 +46,7 @@ def evaluate_blocks(similarity: Callable[[slice, slice], torch.Tensor], n_images
     for images, captions in protocol_blocks(n_images, protocol, caps_per_image):
         block = similarity(images, captions)
         try:
-            metrics, fold_ranks = retrieval_metrics(block, caps_per_image, ties=ties)
+            metrics, fold_ranks = block_metrics(block, caps_per_image, ties)
         except DataError as err:
             raise DataError(f"{protocol.name}: images [{images.start}, {images.stop}) x captions "
                             f"[{captions.start}, {captions.stop}): {err}") from err

@@ -25,6 +25,7 @@ from itrlib.models.base import Extras, GlobalEmbeddingModel, HardestNegativeSche
 from itrlib.models.registry import register_model
 from itrlib.models.vse import ProjectionConfig
 from itrlib.nn.afa_aggregation import aggregate_tokens, fixed_order, masked_max, masked_mean, merge_count, random_order
+from itrlib.nn.distributed import same_on_every_rank
 from itrlib.nn.functional import l2norm
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.text_encoders import build_token_encoder
@@ -108,7 +109,9 @@ class AFAModel(GlobalEmbeddingModel):
         img, cap = self.batch_embeddings(batch)
         losses = {"triplet": triplet_loss(self.score(img, cap), self.config.margin, hardest=self.hardest)}
         if self.config.harder_negatives:
-            lam_img, lam_cap = sample_mixing_weights(len(img), self.config.beta_t, img.device)
+            # drawn after the gather: every rank mixes the global batch with rank 0's weights
+            lam_img, lam_cap = (same_on_every_rank(lam)
+                                for lam in sample_mixing_weights(len(img), self.config.beta_t, img.device))
             losses["harder_negatives"] = harder_negative_loss(img, cap, lam_img, lam_cap,
                                                               self.config.margin_mixed, self.hardest,
                                                               self.config.mixed_positive)

@@ -21,6 +21,7 @@ from torch import nn
 from itrlib.config import check_bounds
 from itrlib.data.collate import Batch
 from itrlib.data.side_inputs import SideInput
+from itrlib.nn.distributed import gather_batch
 from itrlib.nn.functional import inner_products_fp32
 
 Extras = dict[str, torch.Tensor]
@@ -55,8 +56,14 @@ class RetrievalModel(nn.Module):
         raise NotImplementedError
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Named scalar training losses for one batch of aligned pairs."""
+        """Named scalar training losses for one batch of aligned pairs. Under torch.distributed ``batch`` is
+        this rank's share of the global batch and the losses are those of the global batch
+        (:mod:`itrlib.nn.distributed`)."""
         raise NotImplementedError
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """:meth:`losses`: what ``DistributedDataParallel`` calls (it prepares the gradient all-reduce there)."""
+        return self.losses(batch)
 
     def param_groups(self, lr: float) -> list[dict]:
         """Optimiser parameter groups with their learning rates (default: one group)."""
@@ -87,9 +94,10 @@ class GlobalEmbeddingModel(RetrievalModel):
         return inner_products_fp32(img_emb, cap_emb)
 
     def batch_embeddings(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, E) image and (B, E) caption embeddings of a batch of aligned pairs."""
-        return (self.encode_images(batch.images, batch.image_lengths, batch.extras),
-                self.encode_captions(batch.captions, batch.caption_lengths, batch.extras))
+        """(B, E) image and (B, E) caption embeddings of a batch of aligned pairs: of the global batch, in
+        rank order, under torch.distributed (:func:`~itrlib.nn.distributed.gather_batch`)."""
+        return (gather_batch(self.encode_images(batch.images, batch.image_lengths, batch.extras)),
+                gather_batch(self.encode_captions(batch.captions, batch.caption_lengths, batch.extras)))
 
     def on_epoch_start(self, epoch: int) -> None:
         self.hardest = hardest_negatives(self.config, epoch)

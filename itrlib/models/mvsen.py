@@ -39,6 +39,7 @@ from itrlib.errors import ConfigError
 from itrlib.losses.dynamic_topk import NEGATIVES, dynamic_topk_hinge
 from itrlib.models.base import Extras, RetrievalModel
 from itrlib.models.registry import register_model
+from itrlib.nn.distributed import gather_detached, gather_padded
 from itrlib.nn.functional import length_mask
 from itrlib.nn.mvsen_memory_attention import MemoryAttention, MemoryAugmentedEncoder
 from itrlib.nn.mvsen_similarity_reasoning import PairFeatures, SimilarityGraph, block_scores, pairwise_scores
@@ -264,9 +265,9 @@ class MVSENModel(RetrievalModel):
         """``ranking`` and, when on, ``text_matching`` (delta gamma L_m), ``classification``
         (delta (1 - gamma) L_c)."""
         cfg = self.config
-        images = self.encode_images(batch.images, batch.image_lengths)
+        images = _gathered(self.encode_images(batch.images, batch.image_lengths))
         words = self.word_features(batch.captions, batch.caption_lengths)
-        captions = self._encode_words(words, batch.caption_lengths)
+        captions = _gathered(self._encode_words(words, batch.caption_lengths))
         scores, features = pairwise_scores(self.graph, images, captions, cfg.nodes, cfg.attention_scale,
                                            cfg.leaky_slope, features=cfg.classification)
         losses = {"ranking": dynamic_topk_hinge(scores, cfg.margin, cfg.negatives)}
@@ -274,11 +275,12 @@ class MVSENModel(RetrievalModel):
             if batch.positive_captions is None:
                 raise ValueError("MVSEN's text matching needs Batch.positive_captions (PairDataset positive=...)")
             positive = self.word_features(batch.positive_captions, batch.positive_lengths, self.positive_words)
-            cosines = self.text_matching(words, batch.caption_lengths, positive, batch.positive_lengths)
+            cosines = self.text_matching(*gather_padded(words, batch.caption_lengths),
+                                         *gather_padded(positive, batch.positive_lengths))
             losses["text_matching"] = cfg.delta * cfg.gamma * dynamic_topk_hinge(cosines, cfg.text_margin, "topk")
         if cfg.classification:
             logits = self.classifier(self.label_input(features))
-            labels = self._labels(batch.extras).to(logits.dtype)
+            labels = gather_detached(self._labels(batch.extras)).to(logits.dtype)
             losses["classification"] = (cfg.delta * (1 - cfg.gamma)
                                         * F.binary_cross_entropy_with_logits(logits, labels))
         return losses
@@ -300,6 +302,11 @@ class MVSENModel(RetrievalModel):
     def param_groups(self, lr: float) -> list[dict]:
         """Everything but the frozen BERT, at lr (the release's single Adam group)."""
         return [{"name": "mvsen", "lr": lr, "params": [p for p in self.parameters() if p.requires_grad]}]
+
+
+def _gathered(embeddings: PaddedSet) -> PaddedSet:
+    """This rank's padded sets -> those of the global batch, in rank order (itself in one process)."""
+    return PaddedSet(*gather_padded(embeddings.features, embeddings.lengths))
 
 
 @register_model("mvsen", MVSENConfig)

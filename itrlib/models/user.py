@@ -34,6 +34,7 @@ from itrlib.losses.uto import DIAGONALS, POSITIVES, uto_loss
 from itrlib.models.base import Extras, GlobalEmbeddingModel, encoder_param_groups
 from itrlib.models.registry import register_model
 from itrlib.models.vse import VSEEncoderConfig
+from itrlib.nn.distributed import gather_detached
 from itrlib.nn.functional import l2norm
 from itrlib.nn.gpo import GPO
 from itrlib.nn.mlp import ResidualProjection
@@ -243,7 +244,8 @@ class USERModel(GlobalEmbeddingModel):
         """``mini_batch`` (lambda * L_mini) and, when on, ``dvq`` and ``dtq``; the keys are enqueued after."""
         cfg = self.config
         images, captions = self.batch_embeddings(batch)
-        key_images, key_captions = self._keys(batch)
+        # every rank enqueues the keys of the whole global batch, so the queues stay identical across ranks
+        key_images, key_captions = (None if keys is None else gather_detached(keys) for keys in self._keys(batch))
         parts = uto_loss(images, captions, key_images=key_images, key_captions=key_captions,
                          image_queue=self.image_queue.snapshot() if cfg.dvq else None,
                          caption_queue=self.caption_queue.snapshot() if cfg.dtq else None,

@@ -31,9 +31,10 @@ class PaddedSet:
     def __len__(self) -> int:
         return int(self.features.shape[0])
 
-    def __getitem__(self, index: slice) -> PaddedSet:
-        if not isinstance(index, slice):
-            raise TypeError("PaddedSet supports slices only, e.g. x[a:b]")
+    def __getitem__(self, index: slice | torch.Tensor) -> PaddedSet:
+        """Items ``a:b``, or the items of a 1-D index tensor in its order (two-stage retrieval's shortlists)."""
+        if not (isinstance(index, slice) or (isinstance(index, torch.Tensor) and index.dim() == 1)):
+            raise TypeError("PaddedSet supports slices x[a:b] and 1-D index tensors only")
         return PaddedSet(self.features[index], self.lengths[index])
 
     def to(self, device: torch.device | str) -> Self:

@@ -10,15 +10,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from itrlib.data.precomp import find_precomp_dir, open_split
-from itrlib.engine.components import load_run_config
+from itrlib.engine.components import load_run, load_run_config
 from itrlib.errors import ItrlibError
 from itrlib.evaluation.eccv import coco_caption_ids, eccv_metrics, package_metrics
+from itrlib.evaluation.evaluate import Shortlist
+from itrlib.evaluation.protocols import get_protocol
 from itrlib.io import atomic_write_json, check_writable
+from itrlib.progress import say
 from itrlib.runs.composite import composite_split_scores, evaluate_composite, is_composite, load_composite
-from itrlib.runs.trained import evaluate_trained, trained_split_scores
+from itrlib.runs.trained import (
+    eval_line,
+    evaluate_loaded,
+    evaluate_trained,
+    open_run_split,
+    source_of,
+    trained_split_scores,
+)
 
+TWO_STAGE_FILE = "two-stage-{protocol}-{shortlist_run}-m{size}.json"
+"""A two-stage evaluation in the reranking run's folder (not ``eval-*``: that is the run's own ranking)."""
 ECCV_SPLIT = "testall"
 """The COCO 5K test split: the images and captions ECCV Caption and CxC extend."""
 ECCV_FILE = "eccv-testall.json"
@@ -58,6 +71,45 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
     if is_composite(run_dir):
         return composite_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
     return trained_split_scores(run_dir, split, data_root=data_root, device=device, progress=progress)
+
+
+def evaluate_two_stage(run_dir: str | Path, protocols: Sequence[str], *, rerank_with: str | Path, shortlist: int,
+                       data_root: str | None = None, device: str = "auto", ties: str | None = None,
+                       progress: bool = True) -> dict[str, dict]:
+    """Two-stage retrieval (:mod:`itrlib.evaluation.two_stage`): the run ``rerank_with`` (trained or composite)
+    shortlists ``shortlist`` items per query from its scores of each protocol's split (saved, or computed and
+    saved), and the trained run ``run_dir`` reranks them. Each result, with ``shortlist_run`` and
+    ``shortlist``, is written to ``two-stage-<protocol>-<shortlist run>-m<shortlist>.json`` in ``run_dir``."""
+    if is_composite(run_dir):
+        raise ItrlibError(f"{run_dir} is a composite run: it has no model to rerank with (pass a trained run)")
+    if shortlist < 1:
+        raise ItrlibError(f"--shortlist must be at least 1, got {shortlist}")
+    name = Path(rerank_with).name
+    outputs = {p: Path(run_dir) / TWO_STAGE_FILE.format(protocol=p, shortlist_run=name, size=shortlist)
+               for p in protocols}
+    if outputs:
+        check_writable(next(iter(outputs.values())), "two-stage results")
+    run = load_run(run_dir, device=device)
+    root = data_root or run.config.data.root
+    specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
+    results = {}
+    for split_name in dict.fromkeys(spec.split for spec in specs):
+        data = open_run_split(run, root, split_name)
+        scores, _ = run_split_scores(rerank_with, split_name, data_root=root, device=device, progress=progress)
+        if scores.shape != (data.n_images, data.n_captions):
+            raise ItrlibError(f"{rerank_with} scores {split_name} as {scores.shape}, but {root} holds "
+                              f"{data.n_images} images and {data.n_captions} captions: evaluate both runs on the "
+                              "same data (--data-root)")
+        evaluation = evaluate_loaded(run, data, [s for s in specs if s.split == split_name], ties=ties,
+                                     shortlist=Shortlist(torch.from_numpy(np.asarray(scores)), shortlist),
+                                     progress=progress)
+        source = {**source_of(run, run_dir, root, "best"), "shortlist_run": str(rerank_with), "shortlist": shortlist}
+        for protocol, result in evaluation.results.items():
+            result.update(source)
+            atomic_write_json(outputs[protocol], result, "two-stage results")
+            results[protocol] = result
+            say(eval_line(run_dir, result) + f" (two-stage: top {shortlist} of {name})", progress)
+    return {p: results[p] for p in protocols}
 
 
 def run_data_root(run_dir: str | Path) -> str:

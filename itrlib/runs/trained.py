@@ -16,7 +16,7 @@ from itrlib.engine.checkpoint import BEST, LAST
 from itrlib.engine.components import LoadedRun, load_run, load_run_config
 from itrlib.engine.trainer import METRICS_FILE
 from itrlib.errors import DataError, ItrlibError
-from itrlib.evaluation.evaluate import SplitEvaluation, evaluate_split
+from itrlib.evaluation.evaluate import Shortlist, SplitEvaluation, evaluate_split
 from itrlib.evaluation.protocols import Protocol, get_protocol, whole_split
 from itrlib.io import atomic_write_json, check_writable, read_jsonl
 from itrlib.progress import say
@@ -67,11 +67,11 @@ def evaluate_trained(run_dir: str | Path, protocols: Sequence[str], *, data_root
         return {p: results[p] for p in protocols}
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     for split_name in dict.fromkeys(spec.split for spec in specs):
-        data = _open_checked(run, root, split_name)
+        data = open_run_split(run, root, split_name)
         evaluation = evaluate_loaded(run, data, [s for s in specs if s.split == split_name], batch_size=batch_size,
                                max_pairs_per_block=max_pairs_per_block, ties=ties,
                                keep_scores=save_scores != "none", progress=progress)
-        source = _source(run, run_dir, root, checkpoint)
+        source = source_of(run, run_dir, root, checkpoint)
         if evaluation.scores is not None:
             path = _write_run_scores(run_dir, data, evaluation.scores, save_scores, source)
             source = {**source, "scores_file": path.name}
@@ -155,26 +155,27 @@ def trained_split_scores(run_dir: str | Path, split: str, *, data_root: str | No
             pass
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     root = data_root or run.config.data.root
-    data = _open_checked(run, root, split)
+    data = open_run_split(run, root, split)
     evaluation = evaluate_loaded(run, data, [whole_split(split)], keep_scores=True, progress=progress)
     _write_run_scores(run_dir, data, evaluation.scores, "float32",
-                      _source(run, run_dir, root, checkpoint))
+                      source_of(run, run_dir, root, checkpoint))
     return load_scores(run_dir, split)
 
 
 def evaluate_loaded(run: LoadedRun, data: PrecompSplit, protocols: list[Protocol], *, batch_size: int | None = None,
               max_pairs_per_block: int | None = None, ties: str | None = None, keep_scores: bool = False,
-              progress: bool = True) -> SplitEvaluation:
+              shortlist: Shortlist | None = None, progress: bool = True) -> SplitEvaluation:
     """:func:`evaluate_split` of a loaded run; unset options come from the run's config."""
     config = run.config
     return evaluate_split(run.model, data, run.tokenizer, protocols,
                           batch_size=batch_size or config.train.eval_batch_size, device=run.device,
                           amp=config.train.amp and run.device.type == "cuda",
                           max_pairs_per_block=max_pairs_per_block or config.eval.max_pairs_per_block,
-                          ties=ties or config.eval.ties, keep_scores=keep_scores, progress=progress)
+                          ties=ties or config.eval.ties, keep_scores=keep_scores, shortlist=shortlist,
+                          progress=progress)
 
 
-def _source(run: LoadedRun, run_dir: str | Path, root: str | Path, checkpoint: str) -> dict:
+def source_of(run: LoadedRun, run_dir: str | Path, root: str | Path, checkpoint: str) -> dict:
     """Where a result comes from: run folder, data folder, checkpoint and its epoch, model name."""
     return {"run": str(run_dir), "data_root": str(root), "checkpoint": checkpoint,
             "checkpoint_epoch": run.checkpoint.get("epoch"), "model": run.config.model.name,
@@ -186,7 +187,7 @@ def _write_run_scores(run_dir: str | Path, data: PrecompSplit, scores, dtype: st
     return write_scores(run_dir, data.split, scores, dtype, {**source, "caps_per_image": data.caps_per_image})
 
 
-def _open_checked(run: LoadedRun, root: str | Path, split: str) -> PrecompSplit:
+def open_run_split(run: LoadedRun, root: str | Path, split: str) -> PrecompSplit:
     """Open ``split`` of ``root`` as the run's data (dev cut like training) and check its feature size."""
     config = run.config
     max_images = config.data.val_max_images if split == config.data.val_split else None
