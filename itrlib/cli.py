@@ -97,9 +97,10 @@ def _parser() -> argparse.ArgumentParser:
 
     train = add_command(commands, "train", "train a model from a config (preset name or YAML)",
                         "Writes the run folder output_dir/name; a folder holding last.pt is resumed.\n\n"
-                        "On several processes (DistributedDataParallel; gloo on CPU, NCCL on GPUs): torchrun "
-                        "--nproc_per_node=N -m itrlib train --config ... ; train.batch_size is the global batch "
-                        "(a multiple of N), rank 0 writes the run folder, and the run resumes on any N.")
+                        "On several processes (DistributedDataParallel; gloo on CPU, NCCL on GPUs): the same "
+                        "command with 'torchrun --nproc_per_node=N' in place of 'python'; train.batch_size is then "
+                        "the global batch (a multiple of N), rank 0 writes the run folder, and the run resumes on "
+                        "any N.")
     train.add_argument("--config", required=True,
                        help=f"preset name (list them with: {PROG} presets) or path of a YAML config file")
     train.add_argument("overrides", nargs="*", metavar="section.key=value",
@@ -130,8 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--rerank-with", metavar="RUN",
                     help="two-stage retrieval: this run (e.g. a VSE∞ or AFA run, or a composite) shortlists "
                          "--shortlist items per query and --run reranks only those; written to "
-                         "two-stage-PROTOCOL-RUN-mM.json in --run's folder")
-    ev.add_argument("--shortlist", type=int, metavar="M", help="items per query that --rerank-with shortlists")
+                         "two-stage-PROTOCOL-RUN-mM.json in --run's folder (default: none, every pair scored)")
+    ev.add_argument("--shortlist", type=int, metavar="M",
+                    help="items per query that --rerank-with shortlists (default: none; required by --rerank-with)")
     _add_no_progress(ev)
 
     off = add_command(commands, "eval-official", "evaluate an official checkpoint of the authors",
