@@ -32,10 +32,8 @@ class _GatherBatch(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
         ctx.rows = x.shape[0]
-        return torch.cat(parts)
+        return _all_gathered(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -55,9 +53,12 @@ def gather_batch(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def gather_detached(x: torch.Tensor) -> torch.Tensor:
     """:func:`gather_batch` without gradient (momentum keys, labels, lengths)."""
-    if world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
+    return x if world_size() == 1 else _all_gathered(x)
+
+
+def _all_gathered(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` (equal shapes) concatenated along dim 0 in rank order."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
 
