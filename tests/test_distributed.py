@@ -34,6 +34,12 @@ RELATIVE_TOLERANCE = 1e-4
 add in another order (measured on the Xeon: up to 5e-6 relative, VSE∞'s second loss); a missing or doubled
 gradient term (e.g. the gather's backward not summed over ranks: the gradient norm halved) is far outside."""
 
+CONTINUED_TOLERANCE = 2e-3
+"""An epoch continued from the two runs' checkpoints: they start a rounding apart, and Adam amplifies the
+rounding of gradients that are analytically zero (a bias before a BatchNorm), so the gap grows (measured: 2.3e-4
+relative under ATEN_CPU_CAPABILITY=avx2). Both sides resume through the same code, so this checks that a
+2-process checkpoint resumes in one process as the 1-process one does; resume itself is tests/test_engine.py's."""
+
 
 def _torchrun(processes: int, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
@@ -103,8 +109,8 @@ def test_a_two_process_run_resumes_in_one_process(runs, smoke_data, tmp_path):
         continued[processes] = [r for r in _steps(copy) if r["epoch"] == 1]
     assert len(continued[2]) == len(continued[1]) == 3
     for ddp, single in zip(continued[2], continued[1], strict=True):
-        assert ddp["loss"] == pytest.approx(single["loss"], rel=RELATIVE_TOLERANCE)
-        assert ddp["grad_norm"] == pytest.approx(single["grad_norm"], rel=RELATIVE_TOLERANCE)
+        assert ddp["loss"] == pytest.approx(single["loss"], rel=CONTINUED_TOLERANCE)
+        assert ddp["grad_norm"] == pytest.approx(single["grad_norm"], rel=CONTINUED_TOLERANCE)
 
 
 def test_the_torchrun_command_trains_prints_once_and_names_a_bad_global_batch(smoke_data, tmp_path):
