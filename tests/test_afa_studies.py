@@ -6,12 +6,13 @@ import pytest
 import yaml
 
 from itrlib.models.afa import ABLATION_ROWS, TOPK_RATIOS, AFAConfig
-from itrlib.suite.profiles import get_profile
+from itrlib.suite.profiles import get_profile, run_config
 from itrlib.suite.report.results import variant_table
 from itrlib.suite.studies import afa as afa_module
 from itrlib.suite.studies.afa import (
     K_AXIS,
     PRINTED_EQ7_ROW,
+    STUDY_EPOCH_STEPS,
     ablation_caption,
     ablation_rows,
     ablation_run_name,
@@ -31,7 +32,8 @@ from itrlib.suite.studies.afa import (
 def test_full_model_is_the_shared_afa_run_and_other_rows_get_their_own_folders():
     rows = ablation_rows()
     assert set(ABLATION_ROWS) < set(rows) and rows[PRINTED_EQ7_ROW] == ["model.mixed_positive=real"]
-    for profile, full, eq7 in [("embedded", "afa", "afa_eq7_printed"), ("f30k", "afa", "afa_eq7_printed"),
+    for profile, full, eq7 in [("f30k", "afa", "afa_eq7_printed"), ("coco", "afa", "afa_eq7_printed"),
+                               ("embedded", "afa_sweep", "afa_eq7_printed_sweep"),
                                ("smoke", "afa_sweep", "afa_eq7_printed_sweep")]:
         names = {row: ablation_run_name(row, profile) for row in rows}
         assert names["I+II+III+IV"] == full and names[PRINTED_EQ7_ROW] == eq7, profile
@@ -40,10 +42,22 @@ def test_full_model_is_the_shared_afa_run_and_other_rows_get_their_own_folders()
         assert len({topk_run_name(r, profile) for r in TOPK_RATIOS}) == len(TOPK_RATIOS)
 
 
-def test_study_runs_train_a_short_budget_under_smoke_only():
-    assert study_budget("embedded") == [] == study_budget("coco")
-    smoke = study_budget("smoke")
-    assert "train.epochs=1" in smoke and f"train.max_steps_per_epoch={get_profile('smoke').study_steps}" in smoke
+def _budget(profile: str) -> tuple[int, int | None, list[int], bool, int]:
+    """(epochs, max_steps_per_epoch, lr_decay_epochs, keep_last, first hardest-negative epoch) of a study run."""
+    config = run_config("afa", profile, name="study", overrides=study_budget(profile))
+    train = config.train
+    return train.epochs, train.max_steps_per_epoch, train.lr_decay_epochs, train.keep_last, \
+        config.model.mean_warmup_epochs
+
+
+def test_study_runs_train_a_short_budget_on_synthetic_data_only():
+    assert study_budget("f30k") == [] == study_budget("coco")
+    assert _budget("smoke") == (1, get_profile("smoke").study_steps, [], False, 1)
+    # embedded: the warm-up epoch and one hardest-negative epoch, both short, no lr decay
+    epochs, steps, decay, keep_last, hardest_from = _budget("embedded")
+    assert (epochs, steps, decay, keep_last) == (2, STUDY_EPOCH_STEPS, [], False) and hardest_from == 1
+    headline = run_config("afa", "embedded").train
+    assert headline.epochs > epochs and headline.max_steps_per_epoch is None
 
 
 def test_smoke_sweeps_two_points_and_other_profiles_the_whole_range():

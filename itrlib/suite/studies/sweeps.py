@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 from itrlib.suite.profiles import get_profile, run_config
 
-ONE_EPOCH_BUDGET = ["train.epochs=1", "train.lr_decay_epochs=[]", "train.keep_last=false"]
-"""Overrides of sweep and ablation runs on synthetic data: one epoch at the initial lr, and no ``last.pt``
-once the run has finished (sweep runs are never continued)."""
 
-
-def step_budget(steps: int | None = None) -> list[str]:
-    """:data:`ONE_EPOCH_BUDGET`, its epoch cut to ``steps`` optimiser steps when given."""
-    return [*ONE_EPOCH_BUDGET, *([f"train.max_steps_per_epoch={steps}"] if steps else [])]
+def step_budget(steps: int | None = None, epochs: int = 1) -> list[str]:
+    """Overrides of a sweep or ablation run on synthetic data: ``epochs`` epochs (one by default) at the initial
+    lr, each cut to ``steps`` optimiser steps when given, and no ``last.pt`` once the run has finished (sweep
+    runs are never continued)."""
+    return [f"train.epochs={epochs}", "train.lr_decay_epochs=[]", "train.keep_last=false",
+            *([f"train.max_steps_per_epoch={steps}"] if steps else [])]
 
 
 def shared_run_name(headline: str, budget: list[str]) -> str:
