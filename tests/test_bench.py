@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from itrlib.suite.bench import USER_STEP_MODELS, main, synthetic_batch, user_step
+from itrlib.suite.bench import USER_STEP_MODELS, main, mvsen_macs, synthetic_batch, user_step
 
 TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
         "bert": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 200}}
@@ -50,10 +50,21 @@ def test_user_step_cli_is_registered():
 def test_mvsen_scoring_tiny_compares_the_two_ways_on_the_same_pairs():
     from itrlib.suite.bench import mvsen_scoring
 
-    table = mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)
+    table, two_stage = mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16, shortlists=(2, 4))
     assert list(table["direction"]) == ["i2t (regions as nodes)", "t2i (words as nodes)"]
     assert (table["release-style loop pairs/s"] > 0).all() and (table["batched pairs/s"] > 0).all()
     assert all(0 <= delta <= 1e-4 for delta in table["max |delta|"])
+    assert (table["batched fraction of sgemm"] > 0).all()
+    assert list(two_stage["shortlist M"]) == [2, 4, 2, 4] and (two_stage["two-stage COCO 5K min"] > 0).all()
+
+
+def test_mvsen_macs_counts_each_product_of_the_batched_network():
+    lengths = torch.tensor([2, 3])
+    # regions as nodes (N = K = 4): per caption 2*K*n*d + K*d*d_c + L*(K*d_c^2 + 2*K^2*d_c) + K*d_c*h
+    per = [2 * 4 * n * 8 + 4 * 8 * 6 + 2 * (4 * 36 + 2 * 16 * 6) + 4 * 6 * 5 for n in (2, 3)]
+    assert mvsen_macs(3, 4, lengths, dim=8, sim_dim=6, hidden=5, layers=2, nodes="regions") == 3 * sum(per)
+    per = [2 * 4 * n * 8 + n * 8 * 6 + 2 * (n * 36 + 2 * n * n * 6) + n * 6 * 5 for n in (2, 3)]
+    assert mvsen_macs(3, 4, lengths, dim=8, sim_dim=6, hidden=5, layers=2, nodes="words") == 3 * sum(per)
 
 
 def test_a_difference_of_the_scoring_paths_shows_in_the_table_and_fails_the_bench(monkeypatch):

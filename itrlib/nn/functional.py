@@ -13,8 +13,15 @@ def l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
 
 def safe_l2norm(x: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
     """:func:`l2norm` whose gradient stays finite where ``x`` is all zeros (padding): the norm's
-    backward at 0 is taken as 0, where ``sqrt(sum(x^2))`` gives 0 * inf = NaN."""
-    return x / (torch.linalg.vector_norm(x, dim=dim, keepdim=True) + eps)
+    backward at 0 is taken as 0, where ``sqrt(sum(x^2))`` gives 0 * inf = NaN. A norm along another axis than
+    the last is taken on a copy with that axis last: torch's CPU norm along a strided axis is tens of times
+    slower than the copy."""
+    dim = dim % x.dim()
+    if dim == x.dim() - 1:
+        norm = torch.linalg.vector_norm(x, dim=dim, keepdim=True)
+    else:
+        norm = torch.linalg.vector_norm(x.movedim(dim, -1).contiguous(), dim=-1, keepdim=True).movedim(-1, dim)
+    return x / (norm + eps)
 
 
 def length_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:

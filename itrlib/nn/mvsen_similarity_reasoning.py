@@ -64,10 +64,12 @@ class GraphReasoningLayer(nn.Module):
         # logits[i, j] = (m_i W_q^T + b_q) . (m_j W_k^T + b_k) up to terms constant in j
         bilinear = self.query.weight.T @ self.key.weight  # (d_c, d_c): W_q^T W_k acting on rows m_i
         shift = self.key.weight.T @ self.query.bias  # (d_c,): b_q . (W_k m_j)
-        left = torch.addmm(shift, nodes.reshape(-1, nodes.shape[-1]), bilinear).view_as(nodes)
-        logits = left @ nodes.transpose(1, 2)
-        logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
-        return torch.softmax(logits, dim=-1) @ nodes + nodes
+        flat = nodes.reshape(-1, nodes.shape[-1])
+        # the shift term varies along j only: a (P, 1, n) row added by the product, not a (P, n, d_c) addition
+        column = (flat @ shift).view(nodes.shape[:2])
+        logits = torch.baddbmm(column[:, None, :], (flat @ bilinear).view_as(nodes), nodes.transpose(1, 2))
+        logits = logits.masked_fill_(~valid[:, None, :], float("-inf"))
+        return torch.baddbmm(nodes, torch.softmax(logits, dim=-1), nodes)  # the residual added by the product
 
 
 class SimilarityGraph(nn.Module):
@@ -104,29 +106,35 @@ def attention_weights(regions: PaddedSet, words: PaddedSet, scale: float = 10.0,
     n_img, k, d = v.shape
     n_cap, n, _ = t.shape
     region_ok, word_ok = regions.mask(), words.mask()
-    # dots[c, i, r, w] = v_ir . t_cw: one (C*n, d) x (d, I*K) product
-    dots = (t.reshape(-1, d) @ v.reshape(-1, d).T).view(n_cap, n, n_img, k).permute(0, 2, 3, 1)  # (C, I, K, n)
-    valid = word_ok[:, None, None, :] & region_ok[None, :, :, None]
-    a = F.leaky_relu(dots, slope) * valid
+    # dots[c, w, i, r] = t_cw . v_ir: one (C*n, d) x (d, I*K) product
+    dots = (t.reshape(-1, d) @ v.reshape(-1, d).T).view(n_cap, n, n_img, k)
     out = {}
     if "regions" in want:  # normalise over regions for each word, softmax over the words of each region
+        valid = word_ok[:, None, None, :] & region_ok[None, :, :, None]  # (C, I, K, n)
+        a = F.leaky_relu(dots.permute(0, 2, 3, 1).contiguous(), slope) * valid
         logits = (scale * safe_l2norm(a, dim=2)).masked_fill_(~word_ok[:, None, None, :], float("-inf"))
         out["regions"] = torch.softmax(logits, dim=-1)
     if "words" in want:  # normalise over words for each region, softmax over the regions of each word
-        logits = (scale * safe_l2norm(a, dim=3)).masked_fill_(~region_ok[None, :, :, None], float("-inf"))
-        out["words"] = torch.softmax(logits, dim=2)
+        # laid out (I, C, n, K), as :func:`attend` multiplies it, and returned as a (C, I, K, n) view
+        valid = region_ok[:, None, None, :] & word_ok[None, :, :, None]  # (I, C, n, K)
+        a = F.leaky_relu(dots.permute(2, 0, 1, 3).contiguous(), slope) * valid
+        logits = (scale * safe_l2norm(a, dim=2)).masked_fill_(~region_ok[:, None, None, :], float("-inf"))
+        out["words"] = torch.softmax(logits, dim=-1).permute(1, 0, 3, 2)
     return out
 
 
 def attend(weights: dict[str, torch.Tensor], regions: PaddedSet, words: PaddedSet, view: str) -> torch.Tensor:
     """Attended features of one view from :func:`attention_weights`: ``regions`` -> (C, I, K, d) the caption's
-    words attended at each region; ``words`` -> (C, I, n, d) the image's regions attended at each word."""
+    words attended at each region (caption-major); ``words`` -> (I, C, n, d) the image's regions attended at each
+    word (image-major: one (C*n, K) x (K, d) product per image, the regions never copied per caption)."""
     if view == "regions":
         n_cap, n_img, k, n = weights["regions"].shape
         # per caption c: (I*K, n) @ (n, d)
         return (weights["regions"].reshape(n_cap, n_img * k, n) @ words.features).view(n_cap, n_img, k, -1)
-    # per (caption, image): (n, K) @ (K, d)
-    return weights["words"].transpose(2, 3) @ regions.features[None]
+    n_cap, n_img, k, n = weights["words"].shape
+    # per image i: (C*n, K) @ (K, d)
+    per_image = weights["words"].permute(1, 0, 3, 2).reshape(n_img, n_cap * n, k)
+    return torch.bmm(per_image, regions.features).view(n_img, n_cap, n, -1)
 
 
 def pair_features(weights: dict[str, torch.Tensor], regions: PaddedSet, words: PaddedSet) -> PairFeatures:
@@ -157,15 +165,16 @@ def pairwise_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet
     regions, words = regions.trimmed(), words.trimmed()
     n_img, n_cap = len(regions), len(words)
     weights = attention_weights(regions, words, scale, slope, NODES if features else (nodes,))
-    attended = attend(weights, regions, words, nodes)
+    attended = attend(weights, regions, words, nodes)  # (C, I, K, d) for region nodes, (I, C, n, d) for words
     if nodes == "regions":
         node_features, valid = regions.features[None], regions.mask()[None].expand(n_cap, -1, -1)
     else:
-        node_features, valid = words.features[:, None], words.mask()[:, None].expand(-1, n_img, -1)
-    delta = attended - node_features
-    # in place when no gradient is needed: these (C, I, nodes, d) tensors are the largest of the pass
-    delta = delta.square_() if not torch.is_grad_enabled() else delta.square()
-    scores = graph(delta.flatten(0, 1), valid.flatten(0, 1)).view(n_cap, n_img).T
+        node_features, valid = words.features[None], words.mask()[None].expand(n_img, -1, -1)
+    # in place when no gradient is needed: these (C, I, nodes, d) tensors are the largest of the pass, and a
+    # fresh one costs a pass over memory that the cache-warm in-place subtraction does not
+    delta = (attended - node_features).square() if torch.is_grad_enabled() else attended.sub_(node_features).square_()
+    scores = graph(delta.flatten(0, 1), valid.flatten(0, 1))
+    scores = scores.view(n_cap, n_img).T if nodes == "regions" else scores.view(n_img, n_cap)
     return scores, (pair_features(weights, regions, words) if features else None)
 
 

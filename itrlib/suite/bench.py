@@ -16,7 +16,9 @@
   words, d_c 256, 3 GCN layers, random weights): pairs per second of the batched :func:`block_scores`
   against :func:`caption_loop_scores`, the release's ``shard_xattn`` way (blocks of 64 images, one caption
   at a time, both attention directions, two projections per GCN layer), in the same run on the same inputs;
-  the ratio, the max |delta| between the two and the projected full F30K 1K / COCO 5K scoring time.
+  the ratio, the max |delta| between the two, each one's GFLOP/s and the fraction of the machine's sgemm rate
+  the batched scorer reaches, the projected full F30K 1K / COCO 5K scoring time, and the projected two-stage
+  COCO 5K time for several shortlist sizes (``mvsen_two_stage.md``).
 
 ``python -m itrlib.suite.bench --only ranking`` runs one of them (``--only user_step --steps 3`` for a shorter run).
 """
@@ -24,6 +26,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -46,7 +49,6 @@ from itrlib.evaluation.metrics import _lanes, retrieval_metrics
 from itrlib.io import atomic_write_text
 from itrlib.models.mvsen import DIRECTIONS, NOMINAL_NODES, PASS_MB
 from itrlib.nn.afa_aggregation import aggregate_tokens, masked_max, merge_count, random_order
-from itrlib.nn.functional import safe_l2norm
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, block_scores
 from itrlib.nn.padded import PaddedSet
@@ -446,72 +448,156 @@ SCORING_TOLERANCE = 1e-4
 order differ by ~1e-6 at the paper's widths; a wrong mask or node gives differences of order 0.1)."""
 
 
+def _release_l2norm(x: torch.Tensor, dim: int, eps: float = 1e-8) -> torch.Tensor:
+    """The release's L2 normalisation, ``x / (sqrt(sum x^2) + eps)``, as its separate element-wise passes."""
+    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + eps)
+
+
+def _release_attention(source: torch.Tensor, query: torch.Tensor, scale: float, slope: float
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both attention directions of one caption against a block of images, as the release computes them
+    (``weighted_Features``): source (B, S, d), query (B, Q, d) -> (source attended at each query position
+    (B, Q, d), query attended at each source position (B, S, d)). Each direction takes its own LeakyReLU,
+    L2 norm, contiguous transpose and softmax."""
+    dots = torch.bmm(source, query.transpose(1, 2))  # (B, S, Q)
+    along_query = _release_l2norm(F.leaky_relu(dots, slope), dim=2)
+    along_source = _release_l2norm(F.leaky_relu(dots.transpose(1, 2), slope), dim=2)
+    at_query = torch.softmax(scale * along_query.transpose(1, 2).contiguous(), dim=2)  # (B, Q, S)
+    at_source = torch.softmax(scale * along_source.transpose(1, 2).contiguous(), dim=2)  # (B, S, Q)
+    source_at_query = torch.bmm(source.transpose(1, 2), at_query.transpose(1, 2)).transpose(1, 2)
+    query_at_source = torch.bmm(query.transpose(1, 2), at_source.transpose(1, 2)).transpose(1, 2)
+    return source_at_query, query_at_source
+
+
 def caption_loop_scores(graph: SimilarityGraph, regions: PaddedSet, words: PaddedSet, nodes: str,
                         scale: float = 10.0, slope: float = 0.1, image_shard: int = 64) -> torch.Tensor:
-    """Scores (I, C) computed the way the release evaluates (``evaluation.shard_xattn`` + ``Reason_*``).
+    """Scores (I, C) computed the way the release evaluates (``evaluation.shard_xattn`` + ``Reason_*``),
+    operation for operation, in code of its own.
 
     For each block of ``image_shard`` images and for each caption, one at a time: the caption cut to its
-    length and repeated for every image, both attention directions computed (the release always computes
-    both), the query/key projections of every GCN layer applied separately, the scoring head on every node,
-    then the mean. Same network and weights as
-    :func:`~itrlib.nn.mvsen_similarity_reasoning.pairwise_scores`, written from the same equations in
-    the release's order: its reference in tests (``image_shard=1``: one pair at a time) and in ``make bench``.
+    length and copied once per image; both attention directions in full (:func:`_release_attention`), though
+    one of them only feeds two means that scoring discards (computed here too); ``(attended - nodes)^2``, the
+    weight-normed projection and the L2 norm; per GCN layer the query and key projections applied separately to
+    every node, the edge softmax, the product and the residual; the scoring head on every node, then the mean.
+    Same network and weights as :func:`~itrlib.nn.mvsen_similarity_reasoning.pairwise_scores`: its reference in
+    tests (``image_shard=1``: one pair at a time) and in ``make bench``.
     """
     out = torch.empty(len(regions), len(words), dtype=torch.float32, device=regions.features.device)
     for i0 in range(0, len(regions), image_shard):
         imgs = regions.features[i0:i0 + image_shard]
         for c in range(len(words)):
-            cap = words.features[c:c + 1, :int(words.lengths[c])].expand(len(imgs), -1, -1)
+            cap = words.features[c:c + 1, :int(words.lengths[c])].repeat(len(imgs), 1, 1)
             source, query = (cap, imgs) if nodes == "regions" else (imgs, cap)
-            dots = F.leaky_relu(source @ query.transpose(1, 2), slope)  # (I, S, Q)
-            along_query = torch.softmax(scale * safe_l2norm(dots, dim=2).transpose(1, 2), dim=2)  # (I, Q, S)
-            along_source = torch.softmax(scale * safe_l2norm(dots.transpose(1, 2), dim=2).transpose(1, 2), dim=2)
-            attended, _unused = along_query @ source, along_source @ query
-            m = safe_l2norm(graph.project((attended - query).pow(2)), dim=-1)
+            attended, other_view = _release_attention(source, query, scale, slope)
+            m = _release_l2norm(graph.project((attended - query).pow(2)), dim=-1)
             for layer in graph.layers:
-                edges = torch.softmax(layer.query(m) @ layer.key(m).transpose(1, 2), dim=-1)
-                m = edges @ m + m
-            out[i0:i0 + image_shard, c] = graph.score(torch.tanh(graph.hidden(m))).squeeze(-1).mean(1)
+                edges = torch.softmax(torch.bmm(layer.query(m), layer.key(m).transpose(1, 2)), dim=-1)
+                m = torch.bmm(edges, m) + m
+            hidden = torch.tanh(graph.hidden(m.reshape(-1, m.shape[-1]))).view(*m.shape[:2], -1)
+            out[i0:i0 + image_shard, c] = graph.score(hidden).view(len(imgs), -1).mean(dim=1)
+            # the per-caption means of both attended views, which the release returns beside the scores
+            _means = (attended.mean(dim=0).mean(dim=0, keepdim=True), other_view.mean(dim=0).mean(dim=0, keepdim=True))
     return out
 
 
+def sgemm_rate(device: torch.device | str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 matrix-product rate in GFLOP/s: the fastest of ``repeats`` (size x size) products."""
+    device = torch.device(device)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    return 2 * size**3 / time_call(lambda: a @ b, repeats, warmup=1) * 1e3 / 1e9
+
+
+def mvsen_macs(n_img: int, regions: int, lengths: torch.Tensor, dim: int, sim_dim: int, hidden: int, layers: int,
+               nodes: str) -> float:
+    """Multiply-adds that scoring ``n_img`` images of ``regions`` regions against captions of ``lengths`` words
+    needs in the batched network: the attention dots and the attended view (K x n x d each), the projection
+    (N x d x d_c), per GCN layer the folded edge product (N x d_c x d_c) and the two (N x N x d_c) products, the
+    hidden layer (N x d_c x h); N = K (region nodes) or n (word nodes). The release's loop does more: both
+    attention views, two projections per GCN layer."""
+    n = lengths.double()
+    count = torch.full_like(n, regions) if nodes == "regions" else n
+    gcn = layers * (count * sim_dim**2 + 2 * count**2 * sim_dim)
+    per_caption = 2 * regions * n * dim + count * dim * sim_dim + gcn + count * sim_dim * hidden
+    return float(n_img * per_caption.sum())
+
+
+TWO_STAGE_SHORTLISTS = (16, 32, 64, 128)
+"""Shortlist sizes M of the projected two-stage COCO 5K evaluation (:func:`mvsen_scoring`)."""
+COCO5K = (5000, 25000)
+
+
+def _seconds(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float]:
+    fn()  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    scores = fn()
+    _sync(device)
+    return scores, time.perf_counter() - start
+
+
 def mvsen_scoring(device: torch.device | str = "cpu", n_img: int = 64, n_cap: int = 256, dim: int = 1024,
-                  seed: int = 0) -> pd.DataFrame:
-    """One row per direction: batched vs release-style pairs/s, ratio, max |delta|, projected full scoring."""
+                  seed: int = 0, shortlists: tuple[int, ...] = TWO_STAGE_SHORTLISTS
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MVSEN's pairwise scoring, both directions, on the same random inputs and weights.
+
+    First table, one row per direction: pairs/s of the release's loop (:func:`caption_loop_scores`) and of the
+    batched :func:`block_scores`, the speed-up, the max |delta| between them (the bench fails above
+    :data:`SCORING_TOLERANCE`), the useful GFLOP/s of each (:func:`mvsen_macs`) and its fraction of the
+    machine's :func:`sgemm_rate`, and the projected full F30K 1K / COCO 5K scoring minutes.
+    Second table, one row per direction and shortlist size M: the projected minutes of a COCO 5K evaluation
+    reranking M candidates per query (5,000 image queries x M captions + 25,000 caption queries x M images,
+    one (1, M) or (M, 1) block per query as ``itrlib.evaluation.two_stage.rerank`` scores them, at the rates
+    measured on such blocks here), beside full scoring."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    graph = SimilarityGraph(dim, 256, 32, 3).to(device).eval()
-    regions = PaddedSet(torch.randn(n_img, 36, dim, generator=generator), torch.full((n_img,), 36)).to(device)
-    lengths = torch.randint(10, 21, (n_cap,), generator=generator)
-    words = PaddedSet(torch.randn(n_cap, 20, dim, generator=generator), lengths).to(device)
+    sim_dim, hidden, layers = 256, 32, 3
+    graph = SimilarityGraph(dim, sim_dim, hidden, layers).to(device).eval()
+    # the first n_img images and n_cap captions are the full-scoring block; two-stage blocks take up to max(M)
+    n_img_all, n_cap_all = max(n_img, *shortlists), max(n_cap, *shortlists)
+    all_regions = PaddedSet(torch.randn(n_img_all, 36, dim, generator=generator),
+                            torch.full((n_img_all,), 36)).to(device)
+    all_lengths = torch.randint(10, 21, (n_cap_all,), generator=generator)
+    all_words = PaddedSet(torch.randn(n_cap_all, 20, dim, generator=generator), all_lengths).to(device)
+    regions, words, lengths = all_regions[:n_img], all_words[:n_cap], all_lengths[:n_cap]
     per_pass = PASS_MB.get(device.type, PASS_MB["cuda"]) * 2**20 // (4 * NOMINAL_NODES * dim)
-    rows = []
+    sgemm = sgemm_rate(device)
+    rows, projections = [], []
     for direction, nodes in DIRECTIONS.items():
         with torch.no_grad():
-            timings = {}
-            runs = {"loop": partial(caption_loop_scores, graph, regions, words, nodes),
-                    "batched": partial(block_scores, graph, regions, words, nodes, pairs_per_pass=per_pass)}
-            for name, fn in runs.items():
-                fn()  # warm-up
-                _sync(device)
-                start = time.perf_counter()
-                scores = fn()
-                _sync(device)
-                timings[name] = (scores, time.perf_counter() - start)
+            loop_scores, loop_s = _seconds(partial(caption_loop_scores, graph, regions, words, nodes), device)
+            batched = partial(block_scores, graph, regions, words, nodes, pairs_per_pass=per_pass)
+            batched_scores, batched_s = _seconds(batched, device)
+            # the blocks of a two-stage rerank: one image against M captions, one caption against M images
+            query_rates = {}
+            for m in shortlists:
+                _, one_image = _seconds(partial(block_scores, graph, all_regions[:1], all_words[:m], nodes,
+                                                pairs_per_pass=per_pass), device)
+                _, one_caption = _seconds(partial(block_scores, graph, all_regions[:m], all_words[:1], nodes,
+                                                  pairs_per_pass=per_pass), device)
+                query_rates[m] = (m / one_image, m / one_caption)
         pairs = n_img * n_cap
-        loop_rate, batched_rate = pairs / timings["loop"][1], pairs / timings["batched"][1]
-        row = {"direction": f"{direction} ({nodes} as nodes)", "release-style loop pairs/s": loop_rate,
-               "batched pairs/s": batched_rate, "speed-up": batched_rate / loop_rate,
-               DELTA: float((timings["loop"][0] - timings["batched"][0]).abs().max())}
-        for label, count in FULL_EVALUATION_PAIRS.items():
-            row[f"{label} loop min"] = count / loop_rate / 60
-            row[f"{label} batched min"] = count / batched_rate / 60
+        loop_rate, batched_rate = pairs / loop_s, pairs / batched_s
+        flops = 2 * mvsen_macs(n_img, 36, lengths, dim, sim_dim, hidden, layers, nodes)
+        label = f"{direction} ({nodes} as nodes)"
+        row = {"direction": label, "release-style loop pairs/s": loop_rate, "batched pairs/s": batched_rate,
+               "speed-up": batched_rate / loop_rate, DELTA: float((loop_scores - batched_scores).abs().max()),
+               "batched GFLOP/s": flops / batched_s / 1e9, "loop GFLOP/s": flops / loop_s / 1e9,
+               "sgemm GFLOP/s": sgemm, "batched fraction of sgemm": flops / batched_s / 1e9 / sgemm}
+        for case, count in FULL_EVALUATION_PAIRS.items():
+            row[f"{case} loop min"] = count / loop_rate / 60
+            row[f"{case} batched min"] = count / batched_rate / 60
         if not row[DELTA] <= SCORING_TOLERANCE:
             raise RuntimeError(f"MVSEN scoring bench, {direction}: the batched scores differ from the release-style "
                                f"loop's by up to {row[DELTA]:.2e} (tolerance {SCORING_TOLERANCE:.0e})")
         rows.append(row)
-    return pd.DataFrame(rows)
+        n_images, n_captions = COCO5K
+        for m, (per_image_rate, per_caption_rate) in query_rates.items():
+            minutes = (n_images * m / per_image_rate + n_captions * m / per_caption_rate) / 60
+            projections.append({"direction": label, "shortlist M": m, "two-stage COCO 5K min": minutes,
+                                "full COCO 5K min (batched)": n_images * n_captions / batched_rate / 60,
+                                "full COCO 5K min (release loop)": n_images * n_captions / loop_rate / 60})
+    return pd.DataFrame(rows), pd.DataFrame(projections)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -522,9 +608,12 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def _write(out: Path, name: str, header: str, table: pd.DataFrame) -> None:
+    """``out/name`` (Markdown: the header, then the table) and the same rows as JSON beside it (``.json``)."""
     text = f"{header}\n\n{markdown_table(table)}\n"
     print(text)
     atomic_write_text(out / name, text)
+    atomic_write_text((out / name).with_suffix(".json"),
+                      json.dumps({"setting": header, "rows": table.to_dict(orient="records")}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -559,11 +648,18 @@ def main(argv: list[str] | None = None) -> int:
                f"threads {threads}); median of {args.steps} instrumented steps; 'BERT part' is part of the "
                f"query text forward and is not counted again in the whole step.", profile["table"])
     if args.only in (None, "mvsen_scoring"):
-        _write(out, "mvsen_scoring.md", f"MVSEN pairwise scoring at the paper's widths (64 images x 256 captions of "
-               f"10-20 words, d 1024, d_c 256, 3 GCN layers, random weights), float32, device {device}, torch "
-               f"threads {threads}, {cores} cores usable; one timed call each after a warm-up; the loop is the "
-               "release's shard_xattn order (64-image blocks, one caption at a time). Projected minutes = the "
-               "pairs of a full evaluation (one direction) / the measured rate.", mvsen_scoring(device))
+        scoring, two_stage = mvsen_scoring(device)
+        setting = (f"MVSEN pairwise scoring at the paper's widths (64 images x 256 captions of 10-20 words, d 1024, "
+                   f"d_c 256, 3 GCN layers, random weights), float32, device {device}, torch threads {threads}, "
+                   f"{cores} cores usable; one timed call each after a warm-up")
+        _write(out, "mvsen_scoring.md", f"{setting}; the loop does the release's operations in shard_xattn's order "
+               "(64-image blocks, one caption at a time). GFLOP/s count the batched network's multiply-adds "
+               "(itrlib.suite.bench.mvsen_macs) for both. Projected minutes = the pairs of a full evaluation (one "
+               "direction) / the measured rate.", scoring)
+        _write(out, "mvsen_two_stage.md", f"{setting}. Projected minutes of a COCO 5K evaluation (5,000 x 25,000) "
+               "of one MVSEN direction model: two-stage (M candidates per query from a global model, rescored one "
+               "query at a time at the rate measured on (1, M) and (M, 1) blocks; the global model's own scoring, "
+               "a 5,000 x 25,000 matrix product, is not included) beside full scoring.", two_stage)
     return 0
 
 
