@@ -1,17 +1,19 @@
-"""The user_step benchmark at tiny dimensions: both models train, the tables have their columns (no timings)."""
+"""The benchmarks at tiny dimensions: the models train, the tables have their columns (no timings are checked)."""
 
 import math
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from itrlib.suite.bench import USER_STEP_MODELS, main, mvsen_macs, synthetic_batch, user_step
+from itrlib.suite.bench import STEP_MODELS, main, mvsen_macs, synthetic_batch, train_step
 
 TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
-        "bert": {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "vocab": 200}}
-COLUMNS = ["model", "model.name", "s/step (median)", "s/step (min)", "s/step (max)", "ratio to VSE∞",
-           "images/s", "official code s/step, as reported in the issue (2-core CPU)", "steps timed"]
+        "bert": {"hidden": 32, "layers": 4, "heads": 2, "intermediate": 64, "vocab": 200}}  # MVSEN sums 4 layers
+COLUMNS = ["model", "model.name", "batch", "s/step (median)", "s/step (min)", "s/step (max)", "images/s",
+           "images/s vs VSE∞", "official code s/step, as reported in the issue (2-core CPU)", "steps timed"]
 
 
 def test_synthetic_batch_lengths_and_padding():
@@ -25,16 +27,21 @@ def test_synthetic_batch_lengths_and_padding():
         assert row[0] == 101 and row[n - 1] == 102 and all(t == 0 for t in row[n:]) and 0 not in row[:n]
 
 
-def test_user_step_tiny_runs_both_models():
+def test_train_step_tiny_runs_a_global_a_momentum_and_a_pairwise_model():
     profile: dict = {}
-    table = user_step("cpu", steps=2, warmup=1, profile=profile, **TINY)
+    models = {label: STEP_MODELS[label] for label in ("VSE∞", "USER (SGE, DVQ+DTQ)", "MVSEN t2i")}
+    table = train_step("cpu", steps=1, warmup=0, profile=profile, models=models, **TINY)
     assert list(table.columns) == COLUMNS
-    assert table["model"].tolist() == list(USER_STEP_MODELS)
-    assert sorted(table["model.name"]) == ["user", "vse"]
-    assert (table["steps timed"] == 2).all()
+    assert table["model"].tolist() == list(models)
+    assert table["model.name"].tolist() == ["vse", "user", "mvsen"]
+    assert (table["steps timed"] == 1).all() and (table["batch"] == TINY["batch"]).all()
     assert all(math.isfinite(v) and v > 0 for v in table["s/step (median)"])
-    assert table.loc[table["model.name"] == "vse", "ratio to VSE∞"].item() == pytest.approx(1.0)
-    assert set(table["official code s/step, as reported in the issue (2-core CPU)"]) == {"12.8-13.3", "7.5-8.2"}
+    assert table.loc[table["model.name"] == "vse", "images/s vs VSE∞"].item() == pytest.approx(1.0)
+    official = dict(zip(table["model.name"], table["official code s/step, as reported in the issue (2-core CPU)"],
+                        strict=False))
+    assert official["user"] == "12.8-13.3" and official["vse"] == "7.5-8.2" and official["mvsen"] == "–"
+    assert [STEP_MODELS[label][0] for label in STEP_MODELS] == ["vse_f30k", "afa_f30k", "user_f30k", "mvsen_f30k",
+                                                               "mvsen_f30k"]
     phases = profile["table"]
     assert list(phases.columns) == ["phase", "s (median)", "share of step"]
     assert {"query image forward", "key text forward", "momentum update", "backward", "AdamW step",
@@ -42,7 +49,21 @@ def test_user_step_tiny_runs_both_models():
     assert (phases["s (median)"] >= 0).all()
 
 
-def test_user_step_cli_is_registered():
+def test_batch_for_adds_what_a_model_reads_besides_the_pairs():
+    from itrlib.suite.bench import _step_config, _StepRunner, batch_for, write_random_bert
+
+    folder = write_random_bert(Path(tempfile.mkdtemp()) / "bert", **TINY["bert"])
+    for preset, overrides, labels in (("mvsen_f30k", ("model.direction=t2i",), True), ("vse_f30k", (), False)):
+        config = _step_config(preset, overrides, folder, TINY["regions"], TINY["embed"], TINY["queue"], 4)
+        model = _StepRunner(config, TINY["feature_dim"], torch.device("cpu")).model
+        data = batch_for(model, synthetic_batch(4, TINY["regions"], TINY["feature_dim"], 200))
+        assert ("label" in data.extras) == labels and (data.positive_captions is not None) == labels
+        if labels:
+            assert data.extras["label"].shape == (4, config.model.num_labels)
+            assert torch.equal(data.positive_captions[1], data.captions[0])
+
+
+def test_train_step_cli_is_registered():
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
 

@@ -6,11 +6,12 @@
   VSE∞ evaluation, on the same tie-free F30K 1K (1000 x 5000) and COCO 5K (5000 x 25000) float32
   matrices; the bench fails if ranks, recalls or top-1 differ.
 
-- ``user_step``: one full training step (``model.losses`` + backward + clip_grad_norm_ + AdamW step, as the
-  trainer's ``_train_step``) of USER (SGE, both queues, queue 2048) beside VSE∞ at the paper's
-  dimensions: batch 128, 36 regions x 2048-d, a BERT-base-shaped text encoder with random weights (saved to
-  a temporary folder, nothing downloaded), embed 1024, captions of 8-16 tokens; seconds per step, images
-  per second, USER/VSE ratio, and a per-phase profile of the USER step (:func:`user_step_profile`).
+- ``train_step``: one full training step (``model.losses`` + backward + gradient clipping + optimiser step, as
+  the trainer's ``_train_step``) of every model (VSE∞, AFA, USER with SGE and both queues, MVSEN in both
+  directions) at the paper's dimensions and its preset's batch (128; MVSEN 64): 36 regions x 2048-d, a
+  BERT-base-shaped text encoder with random weights (saved to a temporary folder, nothing downloaded), embed
+  1024, captions of 8-16 tokens; seconds per step, images per second against VSE∞'s, and a per-phase profile
+  of the USER step (:func:`user_step_profile`).
 
 - ``mvsen_scoring``: MVSEN's pairwise scoring at the paper's widths (36 regions x 1024-d, captions of 10-20
   words, d_c 256, 3 GCN layers, random weights): pairs per second of the batched :func:`block_scores`
@@ -20,7 +21,7 @@
   the batched scorer reaches, the projected full F30K 1K / COCO 5K scoring time, and the projected two-stage
   COCO 5K time for several shortlist sizes (``mvsen_two_stage.md``).
 
-``python -m itrlib.suite.bench --only ranking`` runs one of them (``--only user_step --steps 3`` for a shorter run).
+``python -m itrlib.suite.bench --only ranking`` runs one of them (``--only train_step --steps 3`` for a shorter run).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -202,10 +204,13 @@ def ranking_speed(repeats: int = 20, cuda: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-USER_STEP_MODELS = {"USER (SGE, DVQ+DTQ)": "user_f30k", "VSE∞": "vse_f30k"}
-"""Row label -> packaged preset the model is built from (``model.name`` user / vse)."""
-USER_STEP_OFFICIAL = {"user_f30k": "12.8-13.3", "vse_f30k": "7.5-8.2"}
+STEP_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "VSE∞": ("vse_f30k", ()), "AFA": ("afa_f30k", ()), "USER (SGE, DVQ+DTQ)": ("user_f30k", ()),
+    "MVSEN t2i": ("mvsen_f30k", ("model.direction=t2i",)), "MVSEN i2t": ("mvsen_f30k", ("model.direction=i2t",))}
+"""Row label -> (packaged preset, overrides) of the model whose training step :func:`train_step` times."""
+STEP_OFFICIAL = {"user_f30k": "12.8-13.3", "vse_f30k": "7.5-8.2"}
 """Seconds per step of the official code on the issue's 2-core CPU, as reported in the issue (not measured)."""
+
 BERT_BASE = {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 3072, "vocab": 30522}
 """``transformers.BertConfig()`` defaults (BERT-base shape)."""
 _SPECIAL_TOKENS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"}  # bert-base-uncased ids
@@ -257,11 +262,28 @@ def synthetic_batch(batch: int, regions: int, feature_dim: int, vocab: int, min_
                  image_index=torch.arange(batch), caption_index=torch.arange(batch))
 
 
-def _step_config(preset: str, bert_path: Path, batch: int, regions: int, embed: int, queue: int) -> RunConfig:
-    overrides = [f"text.bert_path={bert_path}", f"train.batch_size={batch}", f"model.embed_size={embed}"]
+def _step_config(preset: str, overrides: tuple[str, ...], bert_path: Path, regions: int, embed: int, queue: int,
+                 batch: int | None = None) -> RunConfig:
+    """The preset at its own batch size (the paper's) unless ``batch``, with the bench's text weights and widths."""
+    extra = [f"text.bert_path={bert_path}", *overrides, *([f"train.batch_size={batch}"] if batch else [])]
+    if not preset.startswith("mvsen"):  # MVSEN's widths are its model defaults (no embed_size)
+        extra.append(f"model.embed_size={embed}")
     if preset == "user_f30k":
-        overrides += [f"model.queue_size={queue}", f"model.num_slots={regions}"]
-    return load_config(preset, overrides)
+        extra += [f"model.queue_size={queue}", f"model.num_slots={regions}"]
+    return load_config(preset, extra)
+
+
+def batch_for(model: torch.nn.Module, batch: Batch, seed: int = 0) -> Batch:
+    """``batch`` with what ``model``'s training step reads besides it: random 0/1 rows of each side input the
+    model declares (MVSEN's labels) and, when it trains with positives, another caption per pair (the batch's
+    captions rolled by one)."""
+    gen = torch.Generator().manual_seed(seed)
+    extras = {spec.name: (torch.rand(len(batch), spec.width or 1, generator=gen) < 0.1).float()
+              for spec in model.side_inputs}
+    positive = {}
+    if model.positive_caption:
+        positive = {"positive_captions": batch.captions.roll(1, 0), "positive_lengths": batch.caption_lengths.roll(1)}
+    return replace(batch, extras=extras, **positive)
 
 
 class _StepRunner:
@@ -325,35 +347,41 @@ def _bert_folder(bert_path: Path | None, bert: dict[str, int]) -> Iterator[Path]
         yield write_random_bert(Path(tmp) / "bert", **bert)
 
 
-def user_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int = 3, batch: int = 128,
-              regions: int = 36, feature_dim: int = 2048, embed: int = 1024, queue: int = 2048,
-              bert: dict[str, int] | None = None, bert_path: Path | None = None,
-              caption_lengths: tuple[int, int] = (8, 16), profile: dict | None = None) -> pd.DataFrame:
-    """Rows per model (USER, VSE∞): median, min and max seconds of one training step over ``steps``
-    steps after ``warmup``, images per second, the ratio to VSE∞'s median and the official code's
-    seconds per step on the issue's CPU (reported there, not measured here). ``bert`` overrides
+def train_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int = 3, batch: int | None = None,
+               regions: int = 36, feature_dim: int = 2048, embed: int = 1024, queue: int = 2048,
+               bert: dict[str, int] | None = None, bert_path: Path | None = None,
+               caption_lengths: tuple[int, int] = (8, 16), profile: dict | None = None,
+               models: dict[str, tuple[str, tuple[str, ...]]] = STEP_MODELS) -> pd.DataFrame:
+    """Rows per model of ``models`` (default :data:`STEP_MODELS`: every model): batch size (its preset's, the
+    paper's, unless ``batch``), median, min and max seconds of one training step over ``steps`` steps after
+    ``warmup``, images per second, the ratio to VSE∞'s images per second and the official code's seconds per
+    step on the issue's CPU where the issue reports it (not measured here). ``bert`` overrides
     :data:`BERT_BASE` keys (tests use a tiny BERT); ``bert_path`` reuses a folder from :func:`write_random_bert`.
-    ``profile`` given (a dict): filled with :func:`user_step_profile`'s table for the USER model, measured
-    on the same model after the timed steps."""
+    ``profile`` given (a dict): filled with :func:`user_step_profile`'s table for the USER model, measured on
+    the same model after the timed steps."""
     device = torch.device(device)
     bert_shape = {**BERT_BASE, **(bert or {})}
-    data = synthetic_batch(batch, regions, feature_dim, bert_shape["vocab"], *caption_lengths).to(device)
     rows = []
     with _bert_folder(bert_path, bert_shape) as folder:
-        for label, preset in USER_STEP_MODELS.items():
-            runner = _StepRunner(_step_config(preset, folder, batch, regions, embed, queue), feature_dim, device)
+        for label, (preset, overrides) in models.items():
+            config = _step_config(preset, overrides, folder, regions, embed, queue, batch)
+            size = config.train.batch_size
+            runner = _StepRunner(config, feature_dim, device)
+            data = batch_for(runner.model, synthetic_batch(size, regions, feature_dim, bert_shape["vocab"],
+                                                           *caption_lengths)).to(device)
             samples = _time_steps(runner, data, steps, warmup)
-            rows.append({"model": label, "model.name": runner.config.model.name,
+            rows.append({"model": label, "model.name": runner.config.model.name, "batch": size,
                          "s/step (median)": statistics.median(samples), "s/step (min)": min(samples),
-                         "s/step (max)": max(samples), "images/s": batch / statistics.median(samples),
-                         "official code s/step, as reported in the issue (2-core CPU)": USER_STEP_OFFICIAL[preset],
+                         "s/step (max)": max(samples), "images/s": size / statistics.median(samples),
+                         "official code s/step, as reported in the issue (2-core CPU)": STEP_OFFICIAL.get(preset, "–"),
                          "steps timed": len(samples)})
             if profile is not None and runner.config.model.name == "user":
                 profile["table"] = user_step_profile(runner, data, steps)
             del runner
     table = pd.DataFrame(rows)
-    vse = table.loc[table["model.name"] == "vse", "s/step (median)"].iloc[0]
-    table.insert(5, "ratio to VSE∞", table["s/step (median)"] / vse)
+    vse = table.loc[table["model.name"] == "vse", "images/s"]
+    if len(vse):
+        table.insert(7, "images/s vs VSE∞", table["images/s"] / vse.iloc[0])
     return table
 
 
@@ -621,10 +649,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", choices=("afa", "ranking", "user_step", "mvsen_scoring"),
+    parser.add_argument("--only", choices=("afa", "ranking", "train_step", "mvsen_scoring"),
                         help="run one benchmark (default: all)")
-    parser.add_argument("--steps", type=int, default=5, help="user_step: timed training steps per model")
-    parser.add_argument("--warmup", type=int, default=3, help="user_step: untimed warm-up steps per model")
+    parser.add_argument("--steps", type=int, default=5, help="train_step: timed training steps per model")
+    parser.add_argument("--warmup", type=int, default=3, help="train_step: untimed warm-up steps per model")
     args = parser.parse_args(argv)
     device, out, threads = torch.device(args.device), Path(args.out), torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -636,14 +664,15 @@ def main(argv: list[str] | None = None) -> int:
                f"tie-free; CPU threads: torch {threads}, numba kernel {_lanes(5000)}, {cores} cores usable; "
                f"ours = median of {args.repeats} calls (torch backend on CPU: {max(3, args.repeats // 5)})",
                ranking_speed(args.repeats, cuda=device.type == "cuda"))
-    if args.only in (None, "user_step"):
+    if args.only in (None, "train_step"):
         profile: dict = {}
-        table = user_step(device, steps=args.steps, warmup=args.warmup, profile=profile)
-        _write(out, "user_step.md", f"One training step (losses + backward + clip_grad_norm_(2.0) + AdamW), batch 128, "
-               f"36 regions x 2048-d, random-weight BERT-base, embed 1024, captions 8-16 tokens, USER queue 2048; "
-               f"device {device}, torch threads {threads}, {cores} cores usable; median of {args.steps} steps after "
-               f"{args.warmup} warm-up steps. The official-code column is the issue's report on its 2-core CPU, "
-               f"not a measurement of ours; timings on a shared machine are noisy.", table)
+        table = train_step(device, steps=args.steps, warmup=args.warmup, profile=profile)
+        _write(out, "train_step.md", f"One training step (losses + backward + gradient clipping + the optimiser, as "
+               f"the trainer's step) of every model at the paper's sizes and its preset's batch: 36 regions x "
+               f"2048-d, a random-weight BERT-base, embed 1024 (MVSEN: its paper widths), captions 8-16 tokens, "
+               f"USER queue 2048; device {device}, torch threads {threads}, {cores} cores usable; median of "
+               f"{args.steps} steps after {args.warmup} warm-up steps. The official-code column is the issue's "
+               f"report on its 2-core CPU, not a measurement of ours; timings on a shared machine are noisy.", table)
         _write(out, "user_step_profile.md", f"USER training step by phase (same dimensions; device {device}, torch "
                f"threads {threads}); median of {args.steps} instrumented steps; 'BERT part' is part of the "
                f"query text forward and is not counted again in the whole step.", profile["table"])
