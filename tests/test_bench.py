@@ -97,3 +97,13 @@ def test_a_difference_of_the_scoring_paths_shows_in_the_table_and_fails_the_benc
     monkeypatch.setattr(bench, "caption_loop_scores", lambda *args, **kwargs: torch.zeros(3, 5))
     with pytest.raises(RuntimeError, match="batched scores differ from the release-style loop"):
         bench.mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)
+
+
+def test_global_scoring_tiny_times_evaluation_scoring_beside_one_matmul():
+    from itrlib.suite.bench import global_scoring
+
+    table = global_scoring("cpu", dim=8, repeats=1, cases={"tiny": (4, 20)})
+    assert table["matrix"].tolist() == ["tiny (4x20, d 8)"]
+    assert list(table.columns) == ["matrix", "evaluation scoring s", "one matmul s", "GFLOP/s", "sgemm GFLOP/s",
+                                   "fraction of sgemm"]
+    assert (table.drop(columns="matrix") > 0).all().all()

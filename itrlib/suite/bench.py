@@ -13,6 +13,10 @@
   1024, captions of 8-16 tokens; seconds per step, images per second against VSE∞'s, and a per-phase profile
   of the USER step (:func:`user_step_profile`).
 
+- ``global_scoring``: a global model's whole F30K 1K and COCO 5K score matrices as evaluation computes them
+  (block-sharded float32 inner products) beside one plain matrix product, in GFLOP/s and as a fraction of the
+  machine's float32 matrix-product rate.
+
 - ``mvsen_scoring``: MVSEN's pairwise scoring at the paper's widths (36 regions x 1024-d, captions of 10-20
   words, d_c 256, 3 GCN layers, random weights): pairs per second of the batched :func:`block_scores`
   against :func:`caption_loop_scores`, the release's ``shard_xattn`` way (blocks of 64 images, one caption
@@ -48,9 +52,12 @@ from itrlib.data.collate import Batch
 from itrlib.engine.components import build_tokenizer, create_model
 from itrlib.evaluation.encode import autocast_for
 from itrlib.evaluation.metrics import _lanes, retrieval_metrics
+from itrlib.evaluation.scoring import block_shape, sharded_scores
 from itrlib.io import atomic_write_text
+from itrlib.models.base import RetrievalModel
 from itrlib.models.mvsen import DIRECTIONS, NOMINAL_NODES, PASS_MB
 from itrlib.nn.afa_aggregation import aggregate_tokens, masked_max, merge_count, random_order
+from itrlib.nn.functional import inner_products_fp32
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, block_scores
 from itrlib.nn.padded import PaddedSet
@@ -549,6 +556,39 @@ def mvsen_macs(n_img: int, regions: int, lengths: torch.Tensor, dim: int, sim_di
     return float(n_img * per_caption.sum())
 
 
+GLOBAL_CASES = {"F30K 1K": (1000, 5000), "COCO 5K": (5000, 25000)}
+
+
+def global_scoring(device: torch.device | str = "cpu", dim: int = 1024, repeats: int = 3,
+                   cases: dict[str, tuple[int, int]] = GLOBAL_CASES) -> pd.DataFrame:
+    """One row per test size: seconds of a global model's whole score matrix as evaluation computes it
+    (:func:`~itrlib.evaluation.scoring.sharded_scores` of ``inner_products_fp32`` in blocks of
+    ``RetrievalModel.score_block_pairs`` pairs, float32 on the CPU), beside one plain matrix product of the
+    same embeddings; the GFLOP/s of the former and its fraction of the machine's :func:`sgemm_rate`. Fastest
+    of ``repeats`` calls."""
+    device = torch.device(device)
+    sgemm = sgemm_rate(device)
+    rows = []
+    for case, (n_img, n_cap) in cases.items():
+        generator = torch.Generator().manual_seed(0)
+        img = F.normalize(torch.randn(n_img, dim, generator=generator), dim=1).to(device)
+        cap = F.normalize(torch.randn(n_cap, dim, generator=generator), dim=1).to(device)
+        img_shard, cap_shard = block_shape(n_img, n_cap, RetrievalModel.score_block_pairs)
+        sharded = time_call(lambda img=img, cap=cap, i=img_shard, c=cap_shard: sharded_scores(
+            inner_products_fp32, img, cap, i, c), repeats, warmup=1) / 1e3
+        plain = time_call(lambda img=img, cap=cap: _synced(img @ cap.T, device), repeats, warmup=1) / 1e3
+        flops = 2 * n_img * n_cap * dim
+        rows.append({"matrix": f"{case} ({n_img}x{n_cap}, d {dim})", "evaluation scoring s": sharded,
+                     "one matmul s": plain, "GFLOP/s": flops / sharded / 1e9, "sgemm GFLOP/s": sgemm,
+                     "fraction of sgemm": flops / sharded / 1e9 / sgemm})
+    return pd.DataFrame(rows)
+
+
+def _synced(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    _sync(device)
+    return x
+
+
 TWO_STAGE_SHORTLISTS = (16, 32, 64, 128)
 """Shortlist sizes M of the projected two-stage COCO 5K evaluation (:func:`mvsen_scoring`)."""
 COCO5K = (5000, 25000)
@@ -649,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/bench")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--only", choices=("afa", "ranking", "train_step", "mvsen_scoring"),
+    parser.add_argument("--only", choices=("afa", "ranking", "train_step", "global_scoring", "mvsen_scoring"),
                         help="run one benchmark (default: all)")
     parser.add_argument("--steps", type=int, default=5, help="train_step: timed training steps per model")
     parser.add_argument("--warmup", type=int, default=3, help="train_step: untimed warm-up steps per model")
@@ -676,6 +716,11 @@ def main(argv: list[str] | None = None) -> int:
         _write(out, "user_step_profile.md", f"USER training step by phase (same dimensions; device {device}, torch "
                f"threads {threads}); median of {args.steps} instrumented steps; 'BERT part' is part of the "
                f"query text forward and is not counted again in the whole step.", profile["table"])
+    if args.only in (None, "global_scoring"):
+        _write(out, "global_scoring.md", f"A global model's score matrix at the test sizes (random unit embeddings, "
+               f"float32, device {device}, torch threads {threads}, {cores} cores usable): evaluation's block-sharded "
+               "scoring beside one plain matrix product; fastest of 3 calls; fraction of the float32 matrix-product "
+               "rate measured in the same run.", global_scoring(device))
     if args.only in (None, "mvsen_scoring"):
         scoring, two_stage = mvsen_scoring(device)
         setting = (f"MVSEN pairwise scoring at the paper's widths (64 images x 256 captions of 10-20 words, d 1024, "
