@@ -166,6 +166,21 @@ def test_sharded_scores_rejects_bad_blocks():
         sharded_scores(lambda a, b: (a @ b.T)[:, 1:], img, cap)
 
 
+def test_sharded_scores_counts_every_kind_of_non_finite_score_and_accepts_a_finite_block_whose_sum_overflows():
+    img, cap = torch.randn(2, 4), torch.randn(3, 4)
+    for bad in ([float("inf"), float("-inf")], [float("inf"), 1.0], [float("nan"), 1.0]):
+        def score(a, b, bad=bad):
+            out = a @ b.T
+            out[0, :2] = torch.tensor(bad)
+            return out
+
+        count = sum(not np.isfinite(v) for v in bad)
+        with pytest.raises(ValueError, match=rf"{count} non-finite"):
+            sharded_scores(score, img, cap)
+    huge = torch.full((2, 3), 3e38)  # finite scores whose float32 sum is inf
+    assert torch.equal(sharded_scores(lambda a, b: huge, img, cap), huge)
+
+
 def test_global_score_is_float32_under_autocast():
     a, b = torch.randn(3, 8).bfloat16(), torch.randn(4, 8).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
