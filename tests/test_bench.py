@@ -77,6 +77,11 @@ def test_mvsen_scoring_tiny_compares_the_two_ways_on_the_same_pairs():
     assert all(0 <= delta <= 1e-4 for delta in table["max |delta|"])
     assert (table["batched fraction of sgemm"] > 0).all()
     assert list(two_stage["shortlist M"]) == [2, 4, 2, 4] and (two_stage["two-stage COCO 5K min"] > 0).all()
+    from itrlib.suite.bench import plot_two_stage
+
+    axes = plot_two_stage(two_stage).axes[0]
+    # per direction: the curve and two full-scoring lines; the 1-hour line
+    assert len(axes.lines) == 7 and axes.get_xscale() == "log"
 
 
 def test_mvsen_macs_counts_each_product_of_the_batched_network():

@@ -23,7 +23,7 @@
   at a time, both attention directions, two projections per GCN layer), in the same run on the same inputs;
   the ratio, the max |delta| between the two, each one's GFLOP/s and the fraction of the machine's sgemm rate
   the batched scorer reaches, the projected full F30K 1K / COCO 5K scoring time, and the projected two-stage
-  COCO 5K time for several shortlist sizes (``mvsen_two_stage.md``).
+  COCO 5K time for several shortlist sizes (``mvsen_two_stage.md`` and its plot ``mvsen_two_stage.png``).
 
 ``python -m itrlib.suite.bench --only ranking`` runs one of them (``--only train_step --steps 3`` for a shorter run).
 """
@@ -42,6 +42,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -61,6 +62,7 @@ from itrlib.nn.functional import inner_products_fp32
 from itrlib.nn.mlp import ResidualProjection
 from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, block_scores
 from itrlib.nn.padded import PaddedSet
+from itrlib.suite.report.plots import save_figure
 
 
 def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
@@ -668,6 +670,30 @@ def mvsen_scoring(device: torch.device | str = "cpu", n_img: int = 64, n_cap: in
     return pd.DataFrame(rows), pd.DataFrame(projections)
 
 
+def plot_two_stage(table: pd.DataFrame) -> plt.Figure:
+    """The second table of :func:`mvsen_scoring`: projected COCO 5K minutes against the shortlist size M per
+    direction (solid), full scoring batched (dashed) and with the release's loop (dotted); log scale."""
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    for (direction, rows), color in zip(table.groupby("direction", sort=False), ("tab:blue", "tab:orange"),
+                                        strict=False):
+        ax.plot(rows["shortlist M"], rows["two-stage COCO 5K min"], "o-", color=color, label=f"{direction}: two-stage")
+        ax.axhline(rows["full COCO 5K min (batched)"].iloc[0], color=color, ls="--",
+                   label=f"{direction}: full, batched")
+        ax.axhline(rows["full COCO 5K min (release loop)"].iloc[0], color=color, ls=":",
+                   label=f"{direction}: full, release loop")
+    ax.set(xscale="log", yscale="log", xlabel="shortlist M (candidates rescored per query)",
+           ylabel="projected minutes, COCO 5K (5,000 x 25,000)",
+           title="MVSEN: projected COCO 5K evaluation time of one direction model")
+    shortlists = sorted(set(table["shortlist M"]))
+    ax.set_xticks(shortlists, labels=[str(m) for m in shortlists])
+    ax.set_xticks([], minor=True)
+    ax.axhline(60, color="grey", lw=0.8)
+    ax.annotate("1 hour", (shortlists[0], 60), xytext=(2, 3), textcoords="offset points", fontsize=7, color="grey")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """``table`` as Markdown: 2 decimals, except differences (columns named like ``max |delta|``) in
     scientific notation, so that a difference of 1e-6 shows as 1.0e-06, not 0.00."""
@@ -734,6 +760,9 @@ def main(argv: list[str] | None = None) -> int:
                "of one MVSEN direction model: two-stage (M candidates per query from a global model, rescored one "
                "query at a time at the rate measured on (1, M) and (M, 1) blocks; the global model's own scoring, "
                "a 5,000 x 25,000 matrix product, is not included) beside full scoring.", two_stage)
+        figure = plot_two_stage(two_stage)
+        save_figure(figure, out / "mvsen_two_stage.png")
+        plt.close(figure)
     return 0
 
 
