@@ -112,3 +112,19 @@ def test_global_scoring_tiny_times_evaluation_scoring_beside_one_matmul():
     assert list(table.columns) == ["matrix", "evaluation scoring s", "one matmul s", "GFLOP/s", "sgemm GFLOP/s",
                                    "fraction of sgemm"]
     assert (table.drop(columns="matrix") > 0).all().all()
+
+
+def test_evaluation_time_tiny_projects_every_kind_of_model_to_every_gallery():
+    from itrlib.suite.bench import evaluation_time
+
+    table = evaluation_time("cpu", galleries=(10, 20), sample=(4, 20), shortlist=3, bert=TINY["bert"],
+                            feature_dim=32)
+    assert table["gallery"].tolist() == ["10 images x 50 captions", "20 images x 100 captions"]
+    assert list(table.columns[1:]) == ["VSE∞ s", "MVSEN t2i s", "MVSEN i2t s", "MVSEN t2i+i2t s",
+                                       "two-stage MVSEN t2i (M=3) s", "two-stage MVSEN i2t (M=3) s",
+                                       "two-stage MVSEN t2i+i2t (M=3) s"]
+    seconds = table.drop(columns="gallery")
+    assert (seconds > 0).all().all() and (seconds.iloc[1] > seconds.iloc[0]).all()  # a larger gallery costs more
+    assert (table["MVSEN t2i+i2t s"] > table["MVSEN t2i s"]).all()
+    both = table["two-stage MVSEN t2i (M=3) s"] + table["two-stage MVSEN i2t (M=3) s"] - table["VSE∞ s"]
+    assert table["two-stage MVSEN t2i+i2t (M=3) s"].tolist() == pytest.approx(both.tolist())
