@@ -86,7 +86,7 @@ def rerank(score: PairScorer, img_emb: Any, cap_emb: Any, shortlist_scores: torc
             raise ValueError(f"the pairwise model gave {bad} non-finite score(s) (NaN or inf) to {direction} "
                              "queries' shortlists")
     scores = DirectionalScores(two_level(shortlist_scores, captions_of, i2t),
-                               two_level(shortlist_scores.t(), images_of, t2i).t())
+                               two_level(shortlist_scores.t().contiguous(), images_of, t2i).t())
     return scores, i2t.numel() + t2i.numel()
 
 

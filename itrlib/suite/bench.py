@@ -548,7 +548,7 @@ def caption_loop_scores(graph: SimilarityGraph, regions: PaddedSet, words: Padde
 
 
 def sgemm_rate(device: torch.device | str = "cpu", size: int = 2048, repeats: int = 5) -> float:
-    """The machine's float32 matrix-product rate in GFLOP/s: the fastest of ``repeats`` (size x size) products."""
+    """The machine's float32 matrix-product rate in GFLOP/s: the median of ``repeats`` (size x size) products."""
     device = torch.device(device)
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     return 2 * size**3 / time_call(lambda: a @ b, repeats, warmup=1) * 1e3 / 1e9
@@ -576,8 +576,8 @@ def global_scoring(device: torch.device | str = "cpu", dim: int = 1024, repeats:
     """One row per test size: seconds of a global model's whole score matrix as evaluation computes it
     (:func:`~itrlib.evaluation.scoring.sharded_scores` of ``inner_products_fp32`` in blocks of
     ``RetrievalModel.score_block_pairs`` pairs, float32 on the CPU), beside one plain matrix product of the
-    same embeddings; the GFLOP/s of the former and its fraction of the machine's :func:`sgemm_rate`. Fastest
-    of ``repeats`` calls."""
+    same embeddings; the GFLOP/s of the former and its fraction of the machine's :func:`sgemm_rate`. Median
+    of ``repeats`` calls (:func:`time_call`)."""
     device = torch.device(device)
     sgemm = sgemm_rate(device)
     rows = []
@@ -588,17 +588,12 @@ def global_scoring(device: torch.device | str = "cpu", dim: int = 1024, repeats:
         img_shard, cap_shard = block_shape(n_img, n_cap, RetrievalModel.score_block_pairs)
         sharded = time_call(lambda img=img, cap=cap, i=img_shard, c=cap_shard: sharded_scores(
             inner_products_fp32, img, cap, i, c), repeats, warmup=1) / 1e3
-        plain = time_call(lambda img=img, cap=cap: _synced(img @ cap.T, device), repeats, warmup=1) / 1e3
+        plain = time_call(lambda img=img, cap=cap: img @ cap.T, repeats, warmup=1) / 1e3
         flops = 2 * n_img * n_cap * dim
         rows.append({"matrix": f"{case} ({n_img}x{n_cap}, d {dim})", "evaluation scoring s": sharded,
                      "one matmul s": plain, "GFLOP/s": flops / sharded / 1e9, "sgemm GFLOP/s": sgemm,
                      "fraction of sgemm": flops / sharded / 1e9 / sgemm})
     return pd.DataFrame(rows)
-
-
-def _synced(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    _sync(device)
-    return x
 
 
 GALLERY_IMAGES = (1000, 5000, 25000)
@@ -615,7 +610,7 @@ def _side_widths(model: RetrievalModel) -> dict[str, int]:
 def _per_query_seconds(model: RetrievalModel, m: int, feature_dim: int, token_range: tuple[int, int]
                        ) -> tuple[float, float]:
     """Seconds of ``model.score`` on the blocks a two-stage rerank scores: one image against ``m`` captions, one
-    caption against ``m`` images (random inputs, encoded by the model; fastest of 3)."""
+    caption against ``m`` images (random inputs, encoded by the model; median of 3)."""
     features, lengths, extras = next(random_image_batches(model, m, feature_dim=feature_dim, batch_size=m,
                                                           side_dims=_side_widths(model)))
     ids, caption_lengths, caption_extras = next(random_caption_batches(model, m, batch_size=m,
@@ -829,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "global_scoring"):
         _write(out, "global_scoring.md", f"A global model's score matrix at the test sizes (random unit embeddings, "
                f"float32, device {device}, torch threads {threads}, {cores} cores usable): evaluation's block-sharded "
-               "scoring beside one plain matrix product; fastest of 3 calls; fraction of the float32 matrix-product "
+               "scoring beside one plain matrix product; median of 3 calls; fraction of the float32 matrix-product "
                "rate measured in the same run.", global_scoring(device))
     if args.only in (None, "evaluation_time"):
         _write(out, "evaluation_time.md", f"Projected evaluation seconds (encode every image and caption, score, rank "
