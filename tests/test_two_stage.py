@@ -112,8 +112,19 @@ def test_a_padded_set_takes_the_items_of_an_index_tensor_in_order():
 
 def test_a_pairwise_model_that_returns_other_than_float32_is_refused():
     shortlist, pairwise = _matrices(3)
-    with pytest.raises(TypeError, match="expected float32"):
+    with pytest.raises(TypeError, match="must be float32"):
         rerank(_lookup(pairwise.double()), torch.arange(N_IMG), torch.arange(CAPS * N_IMG), shortlist, 2)
+
+
+def test_a_non_finite_or_misshapen_shortlist_score_names_its_query():
+    shortlist, pairwise = _matrices(4)
+    items = torch.arange(N_IMG), torch.arange(CAPS * N_IMG)
+    broken = pairwise.clone()
+    broken[2, 7] = float("nan")  # every caption is shortlisted: image queries 0 and 1 pass, 2 fails
+    with pytest.raises(ValueError, match=r"1 non-finite .*the shortlist of image query 2$"):
+        rerank(_lookup(broken), *items, shortlist, CAPS * N_IMG)
+    with pytest.raises(ValueError, match=r"shape \(1, 1\) for the shortlist of caption query 0; expected \(3, 1\)"):
+        rerank(lambda images, captions: pairwise[images[:1]][:, captions], *items, shortlist, 3)
 
 
 @pytest.fixture(scope="module")

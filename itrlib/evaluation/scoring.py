@@ -57,9 +57,14 @@ def sharded_scores(score_fn: Callable[[Any, Any], torch.Tensor], img_emb: Any, c
 
 
 def checked_block(block: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
-    """``block`` on the CPU after checking its shape, dtype (float32) and finiteness; errors name the block."""
-    name = f"block images [{rows[0]}, {rows[1]}) x captions [{cols[0]}, {cols[1]})"
-    expected = (rows[1] - rows[0], cols[1] - cols[0])
+    """``block`` of rows ``[rows)`` x columns ``[cols)`` on the CPU, checked by :func:`checked_scores`."""
+    return checked_scores(block, (rows[1] - rows[0], cols[1] - cols[0]),
+                          f"block images [{rows[0]}, {rows[1]}) x captions [{cols[0]}, {cols[1]})")
+
+
+def checked_scores(block: torch.Tensor, expected: tuple[int, int], name: str) -> torch.Tensor:
+    """``block`` on the CPU after checking its shape (``expected``), dtype (float32) and finiteness; errors
+    name the scores as ``name``."""
     if tuple(block.shape) != expected:
         raise ValueError(f"score_fn returned shape {tuple(block.shape)} for {name}; expected {expected}")
     if block.dtype != torch.float32:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from itrlib.evaluation.scoring import checked_scores
 from itrlib.progress import progress_bar
 
 
@@ -75,24 +76,14 @@ def rerank(score: PairScorer, img_emb: Any, cap_emb: Any, shortlist_scores: torc
     bar = progress_bar(total=len(i2t) + len(t2i), desc="rerank", unit="queries", enabled=progress)
     with torch.no_grad(), bar:
         for i, picked in enumerate(captions_of):
-            i2t[i] = _checked(score(img_emb[i:i + 1].to(device), cap_emb[picked].to(device)), (1, len(picked)))
+            block = score(img_emb[i:i + 1].to(device), cap_emb[picked].to(device))
+            i2t[i] = checked_scores(block, (1, len(picked)), f"the shortlist of image query {i}").reshape(-1)
             bar.update(1)
         for c, picked in enumerate(images_of):
-            t2i[c] = _checked(score(img_emb[picked].to(device), cap_emb[c:c + 1].to(device)), (len(picked), 1))
+            block = score(img_emb[picked].to(device), cap_emb[c:c + 1].to(device))
+            t2i[c] = checked_scores(block, (len(picked), 1), f"the shortlist of caption query {c}").reshape(-1)
             bar.update(1)
-    for direction, values in (("image", i2t), ("caption", t2i)):
-        bad = int((~torch.isfinite(values)).sum())
-        if bad:
-            raise ValueError(f"the pairwise model gave {bad} non-finite score(s) (NaN or inf) to {direction} "
-                             "queries' shortlists")
     scores = DirectionalScores(two_level(shortlist_scores, captions_of, i2t),
                                two_level(shortlist_scores.t().contiguous(), images_of, t2i).t())
     return scores, i2t.numel() + t2i.numel()
 
-
-def _checked(block: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """A shortlist's scores as a flat CPU row, after checking the shape and float32 (rounded scores tie)."""
-    if tuple(block.shape) != shape or block.dtype != torch.float32:
-        raise TypeError(f"the pairwise model scored a shortlist as {block.dtype} {tuple(block.shape)}; expected "
-                        f"float32 {shape}")
-    return block.reshape(-1).cpu()
