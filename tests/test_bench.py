@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from itrlib.suite.bench import STEP_MODELS, main, mvsen_macs, synthetic_batch, train_step
+from itrlib.suite.bench.cli import main
+from itrlib.suite.bench.mvsen_scoring import mvsen_macs
+from itrlib.suite.bench.train_step import STEP_MODELS, synthetic_batch, train_step
 
 TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
         "bert": {"hidden": 32, "layers": 4, "heads": 2, "intermediate": 64, "vocab": 200}}  # MVSEN sums 4 layers
@@ -50,12 +52,12 @@ def test_train_step_tiny_runs_a_global_a_momentum_and_a_pairwise_model():
 
 
 def test_batch_for_adds_what_a_model_reads_besides_the_pairs():
-    from itrlib.suite.bench import _step_config, _StepRunner, batch_for, write_random_bert
+    from itrlib.suite.bench.train_step import StepRunner, batch_for, step_config, write_random_bert
 
     folder = write_random_bert(Path(tempfile.mkdtemp()) / "bert", **TINY["bert"])
     for preset, overrides, labels in (("mvsen_f30k", ("model.direction=t2i",), True), ("vse_f30k", (), False)):
-        config = _step_config(preset, overrides, folder, TINY["regions"], TINY["embed"], TINY["queue"], 4)
-        model = _StepRunner(config, TINY["feature_dim"], torch.device("cpu")).model
+        config = step_config(preset, overrides, folder, TINY["regions"], TINY["embed"], TINY["queue"], 4)
+        model = StepRunner(config, TINY["feature_dim"], torch.device("cpu")).model
         data = batch_for(model, synthetic_batch(4, TINY["regions"], TINY["feature_dim"], 200))
         assert ("label" in data.extras) == labels and (data.positive_captions is not None) == labels
         if labels:
@@ -69,7 +71,7 @@ def test_train_step_cli_is_registered():
 
 
 def test_mvsen_scoring_tiny_compares_the_two_ways_on_the_same_pairs():
-    from itrlib.suite.bench import mvsen_scoring
+    from itrlib.suite.bench.mvsen_scoring import mvsen_scoring
 
     table, two_stage = mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16, shortlists=(2, 4))
     assert list(table["direction"]) == ["i2t (regions as nodes)", "t2i (words as nodes)"]
@@ -77,7 +79,7 @@ def test_mvsen_scoring_tiny_compares_the_two_ways_on_the_same_pairs():
     assert all(0 <= delta <= 1e-4 for delta in table["max |delta|"])
     assert (table["batched fraction of sgemm"] > 0).all()
     assert list(two_stage["shortlist M"]) == [2, 4, 2, 4] and (two_stage["two-stage COCO 5K min"] > 0).all()
-    from itrlib.suite.bench import plot_two_stage
+    from itrlib.suite.bench.mvsen_scoring import plot_two_stage
 
     axes = plot_two_stage(two_stage).axes[0]
     # per direction: the curve and two full-scoring lines; the 1-hour line
@@ -94,18 +96,18 @@ def test_mvsen_macs_counts_each_product_of_the_batched_network():
 
 
 def test_a_difference_of_the_scoring_paths_shows_in_the_table_and_fails_the_bench(monkeypatch):
-    from itrlib.suite import bench
+    from itrlib.suite.bench import cli, mvsen_scoring
 
     table = pd.DataFrame({"direction": ["a", "b"], "pairs/s": [1234.5, 10.0], "max |delta|": [3.2e-6, 0.0]})
-    text = bench.markdown_table(table)
+    text = cli.markdown_table(table)
     assert "3.2e-06" in text and "1234.50" in text  # not rounded away to 0.00
-    monkeypatch.setattr(bench, "caption_loop_scores", lambda *args, **kwargs: torch.zeros(3, 5))
+    monkeypatch.setattr(mvsen_scoring, "caption_loop_scores", lambda *args, **kwargs: torch.zeros(3, 5))
     with pytest.raises(RuntimeError, match="batched scores differ from the release-style loop"):
-        bench.mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)
+        mvsen_scoring.mvsen_scoring("cpu", n_img=3, n_cap=5, dim=16)
 
 
 def test_global_scoring_tiny_times_evaluation_scoring_beside_one_matmul():
-    from itrlib.suite.bench import global_scoring
+    from itrlib.suite.bench.global_scoring import global_scoring
 
     table = global_scoring("cpu", dim=8, repeats=1, cases={"tiny": (4, 20)})
     assert table["matrix"].tolist() == ["tiny (4x20, d 8)"]
@@ -115,7 +117,7 @@ def test_global_scoring_tiny_times_evaluation_scoring_beside_one_matmul():
 
 
 def test_evaluation_time_tiny_projects_every_kind_of_model_to_every_gallery():
-    from itrlib.suite.bench import evaluation_time
+    from itrlib.suite.bench.evaluation_time import evaluation_time
 
     table = evaluation_time("cpu", galleries=(10, 20), sample=(4, 20), shortlist=3, bert=TINY["bert"],
                             feature_dim=32)
@@ -128,3 +130,15 @@ def test_evaluation_time_tiny_projects_every_kind_of_model_to_every_gallery():
     assert (table["MVSEN t2i+i2t s"] > table["MVSEN t2i s"]).all()
     both = table["two-stage MVSEN t2i (M=3) s"] + table["two-stage MVSEN i2t (M=3) s"] - table["VSE∞ s"]
     assert table["two-stage MVSEN t2i+i2t (M=3) s"].tolist() == pytest.approx(both.tolist())
+
+
+def test_ranking_speed_tiny_gives_every_variant_its_ratio_and_its_multiple_of_one_read(monkeypatch):
+    from itrlib.suite.bench import ranking
+
+    monkeypatch.setattr(ranking, "RANKING_CASES", {"tiny": 20})
+    table = ranking.ranking_speed(repeats=2)
+    assert table["variant"].tolist() == [v for v, (_, on_cuda) in ranking.RANKING_VARIANTS.items() if not on_cuda]
+    assert (table["identical ranks, recalls, top-1"] == "yes").all()
+    numbers = table[["time (ms)", "official-style (ms)", "speed-up", "one read (ms)", "read GB/s", "x one read"]]
+    assert (numbers > 0).all().all()
+    assert (table["x one read"] - table["time (ms)"] / table["one read (ms)"]).abs().max() < 1e-9

@@ -117,15 +117,17 @@ def test_tie_heavy_integer_sims_follow_each_rule(seed, n_img, cpi, ties, backend
 
 
 @pytest.mark.parametrize("ties", ["pessimistic", "stable"])
-@pytest.mark.parametrize("block", [7, 130, 256])
-def test_numba_blocks_and_lanes_do_not_change_results(monkeypatch, block, ties):
-    """Top-1 column blocks of 7, 130 and 256 (cut at every image's first caption; row maxima folded from 130
-    to 65 and from 256 to 64 slots) and 1-5 lanes, on tie-heavy and on continuous scores."""
+@pytest.mark.parametrize(("block", "tile"), [(7, 1), (130, 4), (256, 3), (300, 7)])
+def test_numba_blocks_tiles_and_lanes_do_not_change_results(monkeypatch, block, tile, ties):
+    """Column blocks of 7, 130, 256 and 300 (the whole row; blocks cut at every image's first caption; row
+    maxima folded from 130 to 65 and from 256 to 64 slots), row tiles of 1, 3, 4 and 7 (bands of 12-60 rows:
+    a last tile cut short) and 1-5 lanes, on tie-heavy and on continuous scores."""
     rng = np.random.default_rng(block)
-    monkeypatch.setattr(metrics, "_TOP1_BLOCK", block)
+    monkeypatch.setattr(metrics, "_COLUMN_BLOCK", block)
+    monkeypatch.setattr(metrics, "_ROW_TILE", tile)
     for sims in (rng.integers(0, 3, size=(60, 5 * 60)).astype(np.float32), rng.standard_normal((60, 5 * 60))):
         for lanes in (1, 2, 3, 5):
-            monkeypatch.setattr(metrics, "_lanes", lambda n_img, lanes=lanes: min(lanes, n_img))
+            monkeypatch.setattr(metrics, "kernel_lanes", lambda n_img, lanes=lanes: min(lanes, n_img))
             assert_matches(sims, CPI, ties, "numba")
 
 

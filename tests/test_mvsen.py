@@ -17,7 +17,7 @@ from itrlib.losses.dynamic_topk import dynamic_k, dynamic_topk_hinge
 from itrlib.models.mvsen import ABLATION_ROWS, build_mvsen
 from itrlib.nn.mvsen_similarity_reasoning import SimilarityGraph, pairwise_scores
 from itrlib.nn.padded import PaddedSet
-from itrlib.suite.bench import caption_loop_scores
+from itrlib.suite.bench.mvsen_scoring import caption_loop_scores
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Two-stage retrieval: a shortlist by one model's scores, reranked by another's, against a slow reference."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from itrlib.evaluation.ranking import block_metrics, evaluate_blocks
 from itrlib.evaluation.two_stage import DirectionalScores, dense_ranks, rerank, shortlists
 from itrlib.nn.padded import PaddedSet
 from itrlib.runs.any_run import evaluate_run_protocols, evaluate_two_stage
+from itrlib.runs.scores import file_stamp
 
 N_IMG, CAPS = 12, 5
 
@@ -159,6 +162,25 @@ def test_a_shortlist_of_the_whole_gallery_ranks_as_the_pairwise_model(trained):
     assert whole["metrics"]["rsum"] == pytest.approx(own["metrics"]["rsum"], abs=2.5)
     differing = sum(a != b for d in ("i2t", "t2i") for a, b in zip(whole["ranks"][d], own["ranks"][d], strict=True))
     assert differing <= 1
+
+
+def test_a_fresh_two_stage_result_is_reused_and_a_changed_shortlist_run_is_evaluated_again(trained, tmp_path):
+    mvsen, vse = trained
+    shortlist_run = tmp_path / "vse"
+    shutil.copytree(vse, shortlist_run)
+    saved = mvsen / "two-stage-f30k1k-vse-m2.json"
+    first = evaluate_two_stage(mvsen, ["f30k1k"], rerank_with=shortlist_run, shortlist=2, progress=False)["f30k1k"]
+    written = _stamp(saved)
+    again = evaluate_two_stage(mvsen, ["f30k1k"], rerank_with=shortlist_run, shortlist=2, progress=False,
+                               reuse=True)["f30k1k"]
+    assert _stamp(saved) == written and again == first
+    best = shortlist_run / "best.pt"
+    os.utime(best, ns=(best.stat().st_atime_ns, best.stat().st_mtime_ns + 10**9))  # the shortlist run retrained
+    evaluate_two_stage(mvsen, ["f30k1k"], rerank_with=shortlist_run, shortlist=2, progress=False, reuse=True)
+    assert _stamp(saved) != written
+    saved.write_text("{not json", encoding="utf-8")  # unreadable: evaluated again
+    evaluate_two_stage(mvsen, ["f30k1k"], rerank_with=shortlist_run, shortlist=2, progress=False, reuse=True)
+    assert json.loads(saved.read_text())["shortlist_stamp"] == file_stamp(best)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -31,7 +31,9 @@ before it. One pass over the rows of ``sims`` counts, against each query's groun
 above it and the equal items of lower and of higher index, for the image queries (along the row) and the
 caption queries (down the columns) at once, and keeps the running maxima for top-1. On the CPU a compiled,
 vectorised numba kernel reads the matrix once (one contiguous band of rows per thread, each with private
-column counters, merged at the end; threads: ``torch.get_num_threads()``); on other devices (CUDA) torch
+column counters, merged at the end; threads: ``torch.get_num_threads()``; a few rows pass each block of
+columns before the next, so the block's column state is read from cache once per tile of rows, not once per
+row); on other devices (CUDA) torch
 operations over chunks of rows. Counts are integers, so the result depends neither on the thread count nor on
 the chunk size.
 """
@@ -49,7 +51,8 @@ from itrlib.config import TIE_RULES
 from itrlib.errors import DataError
 
 BACKENDS = ("auto", "numba", "torch")
-_TOP1_BLOCK = 2048  # slots of the numba kernel's running row maximum: column c goes to slot c % 2048
+_COLUMN_BLOCK = 2048  # columns of the numba kernel's block (and slots of a row's running maximum: c -> c % 2048)
+_ROW_TILE = 4  # rows the kernel passes over one column block before the next: its column state is read once
 
 
 @dataclass(frozen=True)
@@ -181,15 +184,16 @@ def _count_span(sims, i, c0, c1, best, gt_col, col_counts, lane, side):
 
 
 @numba.njit(cache=True)
-def _count_span_top1(sims, i, c0, c1, best, gt_col, col_counts, lane, side, col_max, col_arg, row_max, base,
+def _count_span_top1(sims, i, c0, c1, best, gt_col, col_counts, lane, side, col_max, col_arg, row_max, r, base,
                      last):
     """``_count_span`` plus the running maxima: ``col_max[lane, c]``/``col_arg[lane, c]`` the best score of
-    column ``c`` and its image (a later image wins a tie if ``last``), ``row_max[lane, c - base]`` the best
-    score of this row in that slot."""
+    column ``c`` and its image (a later image wins a tie if ``last``), ``row_max[lane, r, c - base]`` the best
+    score of this row (row ``r`` of the tile) in that slot."""
     above = np.int32(0)
     equal = np.int32(0)
     bad = np.int32(0)
     row, ln, zero, eq, image = np.uint64(i), np.uint64(lane), np.uint64(0), np.uint64(2 - side), np.int32(i)
+    tile_row = np.uint64(r)
     for c in range(np.uint64(c0), np.uint64(c1)):
         x = sims[row, c]
         y = gt_col[c]
@@ -204,28 +208,28 @@ def _count_span_top1(sims, i, c0, c1, best, gt_col, col_counts, lane, side, col_
         a = col_arg[ln, c]
         col_arg[ln, c] = a + np.int32(better) * (image - a)  # a select here would not be vectorised
         k = c - np.uint64(base)
-        m = row_max[ln, k]
-        row_max[ln, k] = x if x > m else m
+        m = row_max[ln, tile_row, k]
+        row_max[ln, tile_row, k] = x if x > m else m
     return above, equal, bad
 
 
 @numba.njit(cache=True)
-def _row_top(sims, i, row_max, lane, last):
-    """Column of the maximum of row ``i`` given ``row_max[lane]`` (slot k: max of ``sims[i, k::slots]``;
+def _row_top(sims, i, row_max, lane, r, last):
+    """Column of the maximum of row ``i`` given ``row_max[lane, r]`` (slot k: max of ``sims[i, k::slots]``;
     folded in halves, in place, down to 64 slots or an odd count): the first column among equal maxima (the
     last if ``last``)."""
-    slots, ln = row_max.shape[1], np.uint64(lane)
+    slots, ln, tr = row_max.shape[2], np.uint64(lane), np.uint64(r)
     while slots > 64 and slots % 2 == 0:
         slots //= 2
         for k in range(np.uint64(slots)):
-            m = row_max[ln, k + np.uint64(slots)]
-            row_max[ln, k] = m if m > row_max[ln, k] else row_max[ln, k]
-    best = row_max[ln, 0]
+            m = row_max[ln, tr, k + np.uint64(slots)]
+            row_max[ln, tr, k] = m if m > row_max[ln, tr, k] else row_max[ln, tr, k]
+    best = row_max[ln, tr, 0]
     for k in range(1, slots):
-        best = row_max[ln, k] if row_max[ln, k] > best else best
+        best = row_max[ln, tr, k] if row_max[ln, tr, k] > best else best
     top = -1
     for k in range(slots):
-        if row_max[ln, k] == best:
+        if row_max[ln, tr, k] == best:
             for c in range(k, sims.shape[1], slots):
                 if sims[i, c] == best and (top < 0 or (c > top if last else c < top)):
                     top = c
@@ -233,50 +237,52 @@ def _row_top(sims, i, row_max, lane, last):
 
 
 @numba.njit(cache=True)
-def _count_band(sims, best, gt_col, caps_per_image, lo, hi, lane, top1, last, row_counts, row_top,
+def _count_band(sims, best, gt_col, caps_per_image, lo, hi, lane, top1, last, block, tile, row_counts, row_top,
                 col_counts, col_max, col_arg, row_max):
-    """Rows ``[lo, hi)`` of ``sims``, in order, with the column state of ``lane``. Row ``i`` is cut at
-    ``p = caps_per_image * i`` (the captions before image ``i``'s), and for top-1 into blocks of
-    ``row_max.shape[1]`` columns folded onto its slots; ``row_counts[:, i]`` gets (#above, #equal before p,
-    #equal from p, #non-finite), ``col_counts[lane]`` (3, N_cap) accumulates (#above, #equal from rows with
-    c >= p, i.e. images up to the caption's own, #equal from rows with c < p, the images after it)."""
+    """Rows ``[lo, hi)`` of ``sims`` with the column state of ``lane``, ``tile`` rows at a time: each block of
+    ``block`` columns is passed by every row of the tile, in order, before the next block (the block's column
+    state stays in cache across the tile). Row ``i`` is cut at ``p = caps_per_image * i`` (the captions before
+    image ``i``'s); for top-1 its blocks are folded onto the ``block`` slots of ``row_max[lane, i - tile
+    start]``. ``row_counts[:, i]`` gets (#above, #equal before p, #equal from p, #non-finite),
+    ``col_counts[lane]`` (3, N_cap) accumulates (#above, #equal from rows with c >= p, i.e. images up to the
+    caption's own, #equal from rows with c < p, the images after it)."""
     n_cap = sims.shape[1]
-    block = row_max.shape[1] if top1 else n_cap
-    for i in range(lo, hi):
-        p = min(caps_per_image * i, n_cap)
-        above = equal_before = equal_from = bad = 0
-        for k in range(row_max.shape[1]):
-            row_max[lane, k] = -np.inf
+    for t0 in range(lo, hi, tile):
+        t1 = min(t0 + tile, hi)
+        if top1:
+            for r in range(t1 - t0):
+                for k in range(block):
+                    row_max[lane, r, k] = -np.inf
         for base in range(0, n_cap, block):
             end = min(base + block, n_cap)
-            mid = min(max(p, base), end)
-            for c0, c1, side in ((base, mid, 0), (mid, end, 1)):
-                if top1:
-                    counts = _count_span_top1(sims, i, c0, c1, best[i], gt_col, col_counts, lane, side, col_max,
-                                              col_arg, row_max, base, last)
-                else:
-                    counts = _count_span(sims, i, c0, c1, best[i], gt_col, col_counts, lane, side)
-                above += counts[0]
-                equal_before += counts[1] if side == 0 else 0
-                equal_from += counts[1] if side == 1 else 0
-                bad += counts[2]
-        row_counts[0, i], row_counts[1, i], row_counts[2, i], row_counts[3, i] = above, equal_before, equal_from, bad
+            for i in range(t0, t1):
+                mid = min(max(min(caps_per_image * i, n_cap), base), end)
+                for c0, c1, side in ((base, mid, 0), (mid, end, 1)):
+                    if top1:
+                        counts = _count_span_top1(sims, i, c0, c1, best[i], gt_col, col_counts, lane, side,
+                                                  col_max, col_arg, row_max, i - t0, base, last)
+                    else:
+                        counts = _count_span(sims, i, c0, c1, best[i], gt_col, col_counts, lane, side)
+                    row_counts[0, i] += counts[0]
+                    row_counts[1 + side, i] += counts[1]
+                    row_counts[3, i] += counts[2]
         if top1:
-            row_top[i] = _row_top(sims, i, row_max, lane, last)
+            for i in range(t0, t1):
+                row_top[i] = _row_top(sims, i, row_max, lane, i - t0, last)
 
 
 @numba.njit(parallel=True, cache=True)
-def _count_kernel(sims, best, gt_col, caps_per_image, top1, last, row_counts, row_top, col_counts,
+def _count_kernel(sims, best, gt_col, caps_per_image, top1, last, block, tile, row_counts, row_top, col_counts,
                   col_max, col_arg, row_max):
     """One contiguous band of rows per lane (``col_counts.shape[0]`` lanes), each with its own column state."""
     lanes = col_counts.shape[0]
     n_img = sims.shape[0]
     for lane in numba.prange(lanes):
         _count_band(sims, best, gt_col, caps_per_image, lane * n_img // lanes, (lane + 1) * n_img // lanes, lane,
-                    top1, last, row_counts, row_top, col_counts, col_max, col_arg, row_max)
+                    top1, last, block, tile, row_counts, row_top, col_counts, col_max, col_arg, row_max)
 
 
-def _lanes(n_img: int) -> int:
+def kernel_lanes(n_img: int) -> int:
     """Row bands (threads) of the kernel: torch's thread count (``torch.set_num_threads``), within numba's
     pool and at most one per image."""
     _start_numba_pool()
@@ -312,16 +318,16 @@ def _tally_numba(sims: torch.Tensor, caps_per_image: int, top1: bool, last: bool
         sims = sims.float()
     array = sims.detach().contiguous().numpy()
     best, gt_ties, gt_col = (t.numpy() for t in _ground_truth(torch.from_numpy(array), caps_per_image))
-    (n_img, n_cap), lanes = array.shape, _lanes(array.shape[0])
-    slots = min(_TOP1_BLOCK, n_cap) if top1 else 0
+    (n_img, n_cap), lanes = array.shape, kernel_lanes(array.shape[0])
+    block = min(_COLUMN_BLOCK, n_cap)
     row_counts = np.zeros((4, n_img), np.int64)
     row_top = np.zeros(n_img, np.int64)
     col_counts = np.zeros((lanes, 3, n_cap), np.int32)
     col_max = np.full((lanes, n_cap if top1 else 0), -np.inf, array.dtype)
     col_arg = np.zeros(col_max.shape, np.int32)
-    row_max = np.empty((lanes, slots), array.dtype)
-    _count_kernel(array, best, gt_col, caps_per_image, top1, last, row_counts, row_top, col_counts,
-                  col_max, col_arg, row_max)
+    row_max = np.empty((lanes, _ROW_TILE, block) if top1 else (lanes, 0, 0), array.dtype)
+    _count_kernel(array, best, gt_col, caps_per_image, top1, last, block, _ROW_TILE, row_counts, row_top,
+                  col_counts, col_max, col_arg, row_max)
     _raise_if_non_finite(int(row_counts[3].sum()), array.size)
     col = col_counts.sum(axis=0, dtype=np.int64)
     i2t = _Tally(above=row_counts[0], tied_lower=row_counts[1], tied_higher=row_counts[2] - gt_ties,

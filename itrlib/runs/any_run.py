@@ -6,6 +6,7 @@ The CLI, the notebooks and the reports go through these functions; :mod:`itrlib.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from itrlib.data.precomp import find_precomp_dir, open_split
+from itrlib.engine.checkpoint import BEST
 from itrlib.engine.components import load_run, load_run_config
 from itrlib.errors import ItrlibError
 from itrlib.evaluation.eccv import coco_caption_ids, eccv_metrics, package_metrics
@@ -20,11 +22,19 @@ from itrlib.evaluation.evaluate import Shortlist
 from itrlib.evaluation.protocols import get_protocol
 from itrlib.io import atomic_write_json, check_writable
 from itrlib.progress import say
-from itrlib.runs.composite import composite_split_scores, evaluate_composite, is_composite, load_composite
+from itrlib.runs.composite import (
+    COMPOSITE_FILE,
+    composite_split_scores,
+    evaluate_composite,
+    is_composite,
+    load_composite,
+)
+from itrlib.runs.scores import file_stamp
 from itrlib.runs.trained import (
     eval_line,
     evaluate_loaded,
     evaluate_trained,
+    is_fresh,
     open_run_split,
     source_of,
     trained_split_scores,
@@ -75,11 +85,15 @@ def run_split_scores(run_dir: str | Path, split: str, *, data_root: str | None =
 
 def evaluate_two_stage(run_dir: str | Path, protocols: Sequence[str], *, rerank_with: str | Path, shortlist: int,
                        data_root: str | None = None, device: str = "auto", ties: str | None = None,
-                       progress: bool = True) -> dict[str, dict]:
+                       progress: bool = True, reuse: bool = False) -> dict[str, dict]:
     """Two-stage retrieval (:mod:`itrlib.evaluation.two_stage`): the run ``rerank_with`` (trained or composite)
     shortlists ``shortlist`` items per query from its scores of each protocol's split (saved, or computed and
-    saved), and the trained run ``run_dir`` reranks them. Each result, with ``shortlist_run`` and
-    ``shortlist``, is written to ``two-stage-<protocol>-<shortlist run>-m<shortlist>.json`` in ``run_dir``."""
+    saved), and the trained run ``run_dir`` reranks them. Each result, with ``shortlist_run``, ``shortlist``
+    and ``shortlist_stamp`` (the shortlist run's ``best.pt`` or ``composite.json``), is written to
+    ``two-stage-<protocol>-<shortlist run>-m<shortlist>.json`` in ``run_dir``.
+
+    ``reuse``: a split whose protocols all have a result of the same ``best.pt``, data folder, tie rule,
+    shortlist run, shortlist stamp and size is read back instead of evaluated again."""
     if is_composite(run_dir):
         raise ItrlibError(f"{run_dir} is a composite run: it has no model to rerank with (pass a trained run)")
     if shortlist < 1:
@@ -89,10 +103,15 @@ def evaluate_two_stage(run_dir: str | Path, protocols: Sequence[str], *, rerank_
                for p in protocols}
     if outputs:
         check_writable(next(iter(outputs.values())), "two-stage results")
-    run = load_run(run_dir, device=device)
-    root = data_root or run.config.data.root
+    config = load_run_config(run_dir)
+    root, ties = data_root or config.data.root, ties or config.eval.ties
     specs = [get_protocol(p) for p in dict.fromkeys(protocols)]
-    results = {}
+    same = {"shortlist_run": str(rerank_with), "shortlist": shortlist, "shortlist_stamp": _stamp_of(rerank_with)}
+    results = _fresh_two_stage(outputs, specs, _stamp_of(run_dir), root, ties, same) if reuse else {}
+    for result in results.values():
+        say(eval_line(run_dir, result) + f" (two-stage: top {shortlist} of {name}; reused)", progress)
+    specs = [spec for spec in specs if spec.name not in results]
+    run = load_run(run_dir, device=device) if specs else None
     for split_name in dict.fromkeys(spec.split for spec in specs):
         data = open_run_split(run, root, split_name)
         scores, _ = run_split_scores(rerank_with, split_name, data_root=root, device=device, progress=progress)
@@ -103,13 +122,41 @@ def evaluate_two_stage(run_dir: str | Path, protocols: Sequence[str], *, rerank_
         evaluation = evaluate_loaded(run, data, [s for s in specs if s.split == split_name], ties=ties,
                                      shortlist=Shortlist(torch.from_numpy(np.asarray(scores)), shortlist),
                                      progress=progress)
-        source = {**source_of(run, run_dir, root, "best"), "shortlist_run": str(rerank_with), "shortlist": shortlist}
+        source = {**source_of(run, run_dir, root, "best"), **same}
         for protocol, result in evaluation.results.items():
             result.update(source)
             atomic_write_json(outputs[protocol], result, "two-stage results")
             results[protocol] = result
             say(eval_line(run_dir, result) + f" (two-stage: top {shortlist} of {name})", progress)
     return {p: results[p] for p in protocols}
+
+
+def _fresh_two_stage(outputs: dict[str, Path], specs: Sequence, stamp: list[int], root: str, ties: str,
+                     same: dict) -> dict[str, dict]:
+    """The saved two-stage results of the splits whose protocols all have a fresh one (:func:`is_fresh`)."""
+    kept = {}
+    for split_name in dict.fromkeys(spec.split for spec in specs):
+        split_specs = [spec for spec in specs if spec.split == split_name]
+        found = {spec.name: _saved_result(outputs[spec.name]) for spec in split_specs}
+        if all(r is not None and is_fresh(r, "best", stamp, root, split=split_name, ties=ties, **same)
+               for r in found.values()):
+            kept.update(found)
+    return kept
+
+
+def _stamp_of(run_dir: str | Path) -> list[int] | None:
+    """:func:`file_stamp` of what defines a run's scores (``best.pt``, or a composite's ``composite.json``);
+    None when absent (loading the run then says what is wrong)."""
+    path = Path(run_dir) / (COMPOSITE_FILE if is_composite(run_dir) else BEST)
+    return file_stamp(path) if path.is_file() else None
+
+
+def _saved_result(path: Path) -> dict | None:
+    """A saved result, or None when it is absent or unreadable (it is then computed again)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def run_data_root(run_dir: str | Path) -> str:

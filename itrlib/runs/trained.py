@@ -83,7 +83,7 @@ def evaluate_trained(run_dir: str | Path, protocols: Sequence[str], *, data_root
     return {p: results[p] for p in protocols}
 
 
-def _fresh(record: dict, checkpoint: str, stamp: list[int], data_root: str | Path | None, **same) -> bool:
+def is_fresh(record: dict, checkpoint: str, stamp: list[int], data_root: str | Path | None, **same) -> bool:
     """Whether a saved eval result or scores record comes from this checkpoint file (name and stamp) and data
     folder (any folder when ``data_root`` is None), with the values ``same`` of its other keys."""
     return (record.get("checkpoint") == checkpoint and record.get("checkpoint_stamp") == stamp
@@ -99,14 +99,14 @@ def _reusable(run_dir: str | Path, spec: Protocol, checkpoint: str, stamp: list[
     if not path.is_file():
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
-    if not _fresh(result, checkpoint, stamp, root, split=spec.split, ties=ties):
+    if not is_fresh(result, checkpoint, stamp, root, split=spec.split, ties=ties):
         return None
     if save_scores != "none":
         try:
             meta = load_scores(run_dir, spec.split)[1]
         except DataError:
             return None
-        if not _fresh(meta, checkpoint, stamp, root, dtype=save_scores):
+        if not is_fresh(meta, checkpoint, stamp, root, dtype=save_scores):
             return None
     return result
 
@@ -149,7 +149,7 @@ def trained_split_scores(run_dir: str | Path, split: str, *, data_root: str | No
         stamp = file_stamp(checkpoint_path)
         try:
             scores, meta = load_scores(run_dir, split)
-            if _fresh(meta, checkpoint, stamp, data_root, dtype="float32"):
+            if is_fresh(meta, checkpoint, stamp, data_root, dtype="float32"):
                 return scores, meta
         except DataError:
             pass
