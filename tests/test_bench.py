@@ -10,7 +10,7 @@ import torch
 
 from itrlib.suite.bench.cli import main
 from itrlib.suite.bench.mvsen_scoring import mvsen_macs
-from itrlib.suite.bench.train_step import STEP_MODELS, synthetic_batch, train_step
+from itrlib.suite.bench.train_step import BERT_PART, STEP_MODELS, synthetic_batch, train_step
 
 TINY = {"batch": 8, "regions": 6, "feature_dim": 32, "embed": 16, "queue": 16,
         "bert": {"hidden": 32, "layers": 4, "heads": 2, "intermediate": 64, "vocab": 200}}  # MVSEN sums 4 layers
@@ -44,11 +44,16 @@ def test_train_step_tiny_runs_a_global_a_momentum_and_a_pairwise_model():
     assert official["user"] == "12.8-13.3" and official["vse"] == "7.5-8.2" and official["mvsen"] == "–"
     assert [STEP_MODELS[label][0] for label in STEP_MODELS] == ["vse_f30k", "afa_f30k", "user_f30k", "mvsen_f30k",
                                                                "mvsen_f30k"]
-    phases = profile["table"]
-    assert list(phases.columns) == ["phase", "s (median)", "share of step"]
-    assert {"query image forward", "key text forward", "momentum update", "backward", "AdamW step",
-            "whole step"} <= set(phases["phase"])
-    assert (phases["s (median)"] >= 0).all()
+    assert list(profile) == list(models)
+    for label, parts in profile.items():
+        assert list(parts.columns) == ["part", "s (median)", "share of step"]
+        seconds = dict(zip(parts["part"], parts["s (median)"], strict=True))
+        assert {"backward", "clip_grad_norm_", "AdamW step", "after_optimizer_step", "whole step"} <= set(seconds)
+        assert all(v >= -1e-6 for v in seconds.values()), label
+        forwards = sum(v for k, v in seconds.items() if k.startswith("forward: ") and not k.endswith(BERT_PART))
+        assert 0 < forwards < seconds["whole step"] and seconds["other (zero_grad, hooks)"] < seconds["whole step"]
+    assert {"forward: text_encoder", f"forward: text_encoder{BERT_PART}"} <= set(profile["VSE∞"]["part"])
+    assert {"forward: key_image_encoder", "forward: key_text_encoder"} <= set(profile["USER (SGE, DVQ+DTQ)"]["part"])
 
 
 def test_batch_for_adds_what_a_model_reads_besides_the_pairs():

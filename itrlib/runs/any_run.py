@@ -36,6 +36,7 @@ from itrlib.runs.trained import (
     evaluate_trained,
     is_fresh,
     open_run_split,
+    reusable_by_split,
     source_of,
     trained_split_scores,
 )
@@ -134,14 +135,13 @@ def evaluate_two_stage(run_dir: str | Path, protocols: Sequence[str], *, rerank_
 def _fresh_two_stage(outputs: dict[str, Path], specs: Sequence, stamp: list[int], root: str, ties: str,
                      same: dict) -> dict[str, dict]:
     """The saved two-stage results of the splits whose protocols all have a fresh one (:func:`is_fresh`)."""
-    kept = {}
-    for split_name in dict.fromkeys(spec.split for spec in specs):
-        split_specs = [spec for spec in specs if spec.split == split_name]
-        found = {spec.name: _saved_result(outputs[spec.name]) for spec in split_specs}
-        if all(r is not None and is_fresh(r, "best", stamp, root, split=split_name, ties=ties, **same)
-               for r in found.values()):
-            kept.update(found)
-    return kept
+
+    def fresh(spec) -> dict | None:
+        result = _saved_result(outputs[spec.name])
+        return result if result is not None and is_fresh(result, "best", stamp, root, split=spec.split, ties=ties,
+                                                           **same) else None
+
+    return reusable_by_split(specs, fresh)
 
 
 def _stamp_of(run_dir: str | Path) -> list[int] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -55,13 +55,9 @@ def evaluate_trained(run_dir: str | Path, protocols: Sequence[str], *, data_root
     results: dict[str, dict] = {}
     if reuse and checkpoint in CHECKPOINTS and (Path(run_dir) / CHECKPOINTS[checkpoint]).is_file():
         stamp = file_stamp(Path(run_dir) / CHECKPOINTS[checkpoint])
-        for split_name in dict.fromkeys(spec.split for spec in specs):
-            same = [s for s in specs if s.split == split_name]
-            kept = [_reusable(run_dir, s, checkpoint, stamp, root, ties, save_scores) for s in same]
-            if all(kept):
-                results.update({s.name: r for s, r in zip(same, kept, strict=True)})
-                for result in kept:
-                    say(eval_line(run_dir, result) + " (reused)", progress)
+        results = reusable_by_split(specs, lambda s: _reusable(run_dir, s, checkpoint, stamp, root, ties, save_scores))
+        for result in results.values():
+            say(eval_line(run_dir, result) + " (reused)", progress)
         specs = [s for s in specs if s.name not in results]
     if not specs:
         return {p: results[p] for p in protocols}
@@ -81,6 +77,17 @@ def evaluate_trained(run_dir: str | Path, protocols: Sequence[str], *, data_root
             results[name] = result
             say(eval_line(run_dir, result), progress)
     return {p: results[p] for p in protocols}
+
+
+def reusable_by_split(specs: Sequence[Protocol], saved: Callable[[Protocol], dict | None]) -> dict[str, dict]:
+    """``{protocol: saved(spec)}`` over the splits where ``saved`` returns a result for every protocol (a
+    split is evaluated whole, so one missing or stale result means evaluating all of its protocols again)."""
+    kept: dict[str, dict] = {}
+    for split_name in dict.fromkeys(spec.split for spec in specs):
+        found = {spec.name: saved(spec) for spec in specs if spec.split == split_name}
+        if all(result is not None for result in found.values()):
+            kept.update(found)
+    return kept
 
 
 def is_fresh(record: dict, checkpoint: str, stamp: list[int], data_root: str | Path | None, **same) -> bool:

@@ -10,8 +10,8 @@
   the trainer's ``_train_step``) of every model (VSE∞, AFA, USER with SGE and both queues, MVSEN in both
   directions) at the paper's dimensions and its preset's batch (128; MVSEN 64): 36 regions x 2048-d, a
   BERT-base-shaped text encoder with random weights (saved to a temporary folder, nothing downloaded), embed
-  1024, captions of 8-16 tokens; seconds per step, images per second against VSE∞'s, and a per-phase profile
-  of the USER step (:func:`user_step_profile`).
+  1024, captions of 8-16 tokens; seconds per step, images per second against VSE∞'s, and each step's
+  profile by part (:func:`~itrlib.suite.bench.train_step.step_profile`).
 
 - ``global_scoring``: a global model's whole F30K 1K and COCO 5K score matrices as evaluation computes them
   (block-sharded float32 inner products) beside one plain matrix product, in GFLOP/s and as a fraction of the

@@ -71,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                f"USER queue 2048; device {device}, torch threads {threads}, {cores} cores usable; median of "
                f"{args.steps} steps after {args.warmup} warm-up steps. The official-code column is the issue's "
                f"report on its 2-core CPU, not a measurement of ours; timings on a shared machine are noisy.", table)
-        _write(out, "user_step_profile.md", f"USER training step by phase (same dimensions; device {device}, torch "
-               f"threads {threads}); median of {args.steps} instrumented steps; 'BERT part' is part of the "
-               f"query text forward and is not counted again in the whole step.", profile["table"])
+        parts = pd.concat([table.assign(model=label) for label, table in profile.items()], ignore_index=True)
+        _write(out, "train_step_profile.md", f"Each model's training step by part (same dimensions; device {device}, "
+               f"torch threads {threads}); median of {args.steps} instrumented steps; a 'BERT part' row is part of "
+               "the row before it and is not counted again in the whole step.",
+               parts[["model", "part", "s (median)", "share of step"]])
     if args.only in (None, "global_scoring"):
         _write(out, "global_scoring.md", f"A global model's score matrix at the test sizes (random unit embeddings, "
                f"float32, device {device}, torch threads {threads}, {cores} cores usable): evaluation's block-sharded "

@@ -1,13 +1,13 @@
 """``train_step``: one full training step of every model at the paper's sizes and its preset's batch, with a
-random-weight BERT-base-shaped text encoder written to a temporary folder (nothing downloaded), and a
-per-phase profile of the USER step."""
+random-weight BERT-base-shaped text encoder written to a temporary folder (nothing downloaded), and each
+step's profile by part."""
 
 from __future__ import annotations
 
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -174,7 +174,7 @@ def train_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int =
     ``warmup``, images per second, the ratio to VSE∞'s images per second and the official code's seconds per
     step on the issue's CPU where the issue reports it (not measured here). ``bert`` overrides
     :data:`BERT_BASE` keys (tests use a tiny BERT); ``bert_path`` reuses a folder from :func:`write_random_bert`.
-    ``profile`` given (a dict): filled with :func:`user_step_profile`'s table for the USER model, measured on
+    ``profile`` given (a dict): ``profile[label]`` gets :func:`step_profile`'s table of each model, measured on
     the same model after the timed steps."""
     device = torch.device(device)
     bert_shape = {**BERT_BASE, **(bert or {})}
@@ -192,8 +192,8 @@ def train_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int =
                          "s/step (max)": max(samples), "images/s": size / statistics.median(samples),
                          "official code s/step, as reported in the issue (2-core CPU)": STEP_OFFICIAL.get(preset, "–"),
                          "steps timed": len(samples)})
-            if profile is not None and runner.config.model.name == "user":
-                profile["table"] = user_step_profile(runner, data, steps)
+            if profile is not None:
+                profile[label] = step_profile(runner, data, steps)
             del runner
     table = pd.DataFrame(rows)
     vse = table.loc[table["model.name"] == "vse", "images/s"]
@@ -203,10 +203,11 @@ def train_step(device: torch.device | str = "cpu", steps: int = 5, warmup: int =
 
 
 class _Clock:
-    """Wall time spent inside named calls (forward hooks, wrapped callables), summed over a step."""
+    """Wall time spent inside named calls, summed over a step. Module hooks time only the outermost hooked
+    module running (a hooked module called inside another is part of the outer one's time), so the parts add up."""
 
     def __init__(self, device: torch.device):
-        self.device, self.totals, self._open = device, {}, {}
+        self.device, self.totals, self._open, self._depth = device, {}, {}, 0
 
     def start(self, name: str) -> None:
         synchronize(self.device)
@@ -216,71 +217,79 @@ class _Clock:
         synchronize(self.device)
         self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - self._open.pop(name)
 
-    def hook(self, module: torch.nn.Module, name: str) -> list:
-        return [module.register_forward_pre_hook(lambda *_: self.start(name)),
-                module.register_forward_hook(lambda *_: self.stop(name))]
-
-    def wrap(self, fn: Callable, name: str) -> Callable:
-        def timed(*args, **kwargs):
+    def _enter(self, name: str) -> None:
+        self._depth += 1
+        if self._depth == 1:
             self.start(name)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.stop(name)
-        return timed
+
+    def _leave(self, name: str) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.stop(name)
+
+    def hook(self, module: torch.nn.Module, name: str, nested: bool = False) -> list:
+        """Time ``module``'s forward calls under ``name``; ``nested``: a part of an outer hooked module, timed on
+        its own clock (its row is not counted again in the step)."""
+        if nested:
+            return [module.register_forward_pre_hook(lambda *_: self.start(name)),
+                    module.register_forward_hook(lambda *_: self.stop(name))]
+        return [module.register_forward_pre_hook(lambda *_: self._enter(name)),
+                module.register_forward_hook(lambda *_: self._leave(name))]
 
 
-def user_step_profile(runner: StepRunner, batch: Batch, steps: int = 3) -> pd.DataFrame:
-    """Where a USER training step's time goes: median seconds over ``steps`` instrumented steps of query
-    image / text forward (BERT alone on its own row), momentum update, key image / text forward, loss and
-    enqueue, backward, gradient clipping, AdamW step. Forward hooks on the encoders and per-instance wrappers
-    (the model's ``_keys``, the optimiser's ``step``, ``backward`` via the runner) time the phases; nothing
-    in the model changes. ``share`` is relative to the measured step."""
+BERT_PART = ": BERT part"
+"""Suffix of a profile row that is part of the row before it (not counted again in the whole step)."""
+
+
+def step_profile(runner: StepRunner, batch: Batch, steps: int = 3) -> pd.DataFrame:
+    """Where one training step's time goes, for any model: median seconds over ``steps`` instrumented steps
+    of each of the model's direct submodules' forward calls (``forward: <name>``; for one holding a BERT, its
+    BERT part on the next row), the rest of ``losses()`` (the loss itself; USER: also the momentum update and
+    the enqueue), backward, gradient clipping, the AdamW step, ``after_optimizer_step`` and the rest
+    (zero_grad, hooks). Forward hooks time the parts; nothing in the model changes. ``share`` is relative to
+    the measured step."""
     model, clock = runner.model, _Clock(runner.device)
-    handles = (clock.hook(model.image_encoder, "query image forward") + clock.hook(model.text_encoder,
-               "query text forward") + clock.hook(model.text_encoder.tokens.bert, "query text forward: BERT part")
-               + clock.hook(model.key_image_encoder, "key image forward")
-               + clock.hook(model.key_text_encoder, "key text forward"))
-    original_keys, original_step = model._keys, runner.optimizer.step
-    model._keys = clock.wrap(original_keys, "_keys")
-    runner.optimizer.step = clock.wrap(original_step, "AdamW step")
+    children = [(name, module) for name, module in model.named_children()]
+    handles = []
+    for name, module in children:
+        handles += clock.hook(module, f"forward: {name}")
+        bert = next((m for n, m in module.named_modules() if n.split(".")[-1] == "bert"), None)
+        if bert is not None:
+            handles += clock.hook(bert, f"forward: {name}{BERT_PART}", nested=True)
     weights, samples = runner.config.train.loss_weights, []
     try:
         for _ in range(steps):
             clock.totals = {}
-            clock.start("step")
+            clock.start("whole step")
             clock.start("losses")
             with autocast_for(runner.device, runner.amp):
                 losses = model.losses(batch)
             total = sum(weights.get(name, 1.0) * value.float() for name, value in losses.items())
             clock.stop("losses")
             runner.optimizer.zero_grad(set_to_none=True)
-            clock.start("backward")
-            total.backward()
-            clock.stop("backward")
-            clock.start("clip_grad_norm_")
-            torch.nn.utils.clip_grad_norm_(model.parameters(), runner.config.train.grad_clip).item()
-            clock.stop("clip_grad_norm_")
-            runner.optimizer.step()
+            for name, call in (("backward", total.backward),
+                               ("clip_grad_norm_", lambda: torch.nn.utils.clip_grad_norm_(
+                                   model.parameters(), runner.config.train.grad_clip).item()),
+                               ("AdamW step", runner.optimizer.step),
+                               ("after_optimizer_step", lambda: model.after_optimizer_step(runner.steps + 1))):
+                clock.start(name)
+                call()
+                clock.stop(name)
             runner.steps += 1
-            model.after_optimizer_step(runner.steps)
-            clock.stop("step")
+            clock.stop("whole step")
             t = clock.totals
-            keys_forward = t["key image forward"] + t["key text forward"]
-            t["momentum update"] = t.pop("_keys") - keys_forward
-            t["loss + enqueue + rest of losses()"] = (t.pop("losses") - t["query image forward"]
-                                                     - t["query text forward"] - keys_forward - t["momentum update"])
-            step = t.pop("step")
-            t["other (zero_grad, hooks)"] = step - sum(v for k, v in t.items() if "BERT" not in k)
-            t["whole step"] = step
+            forwards = sum(v for k, v in t.items() if k.startswith("forward: ") and not k.endswith(BERT_PART))
+            t["rest of losses() (the loss; USER: momentum update, enqueue)"] = t.pop("losses") - forwards
+            parts = sum(v for k, v in t.items() if k != "whole step" and not k.endswith(BERT_PART))
+            t["other (zero_grad, hooks)"] = t["whole step"] - parts
             samples.append(dict(t))
     finally:
         for handle in handles:
             handle.remove()
-        del model.__dict__["_keys"], runner.optimizer.__dict__["step"]  # back to the class's methods
-    order = ["query image forward", "query text forward", "query text forward: BERT part", "key image forward",
-             "key text forward", "momentum update", "loss + enqueue + rest of losses()", "backward", "clip_grad_norm_",
-             "AdamW step", "other (zero_grad, hooks)", "whole step"]
-    medians = {k: statistics.median(s[k] for s in samples) for k in order}
-    return pd.DataFrame([{"phase": k, "s (median)": v, "share of step": v / medians["whole step"]}
+    order = [k for name, _ in children for k in (f"forward: {name}", f"forward: {name}{BERT_PART}")
+             if any(k in s for s in samples)]
+    order += ["rest of losses() (the loss; USER: momentum update, enqueue)", "backward", "clip_grad_norm_",
+              "AdamW step", "after_optimizer_step", "other (zero_grad, hooks)", "whole step"]
+    medians = {k: statistics.median(s.get(k, 0.0) for s in samples) for k in order}
+    return pd.DataFrame([{"part": k, "s (median)": v, "share of step": v / medians["whole step"]}
                          for k, v in medians.items()])
