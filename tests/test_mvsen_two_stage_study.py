@@ -6,6 +6,7 @@ import pytest
 
 from itrlib.suite.studies.mvsen_two_stage import (
     FULL,
+    check_lines,
     covers_gallery,
     enough_shortlist,
     full_scoring_seconds,
@@ -47,3 +48,17 @@ def test_the_enough_m_is_the_smallest_from_which_every_larger_m_is_within_a_poin
     first = enough_shortlist(_rows({16: True, 32: False, 64: True, 128: True})).iloc[0]
     assert (first["enough_m"], first["seconds"], first["full_seconds"]) == (64, 64.0, 60.0)
     assert enough_shortlist(_rows({16: True, 32: False})).iloc[0]["enough_m"] == FULL
+
+
+def test_the_notebook_checks_fail_on_a_wrong_pair_count_and_on_a_gallery_wide_shortlist_off_full_scoring():
+    results = {"MVSEN t2i": {"coco1k": COCO1K}}
+    rows = [{"model": "MVSEN t2i", "protocol": "coco1k", "shortlist": FULL, "rsum": 400.0, "rsum_vs_full": 0.0,
+             "seconds": 2.0, "pairs_scored": 2500},
+            {"model": "MVSEN t2i", "protocol": "coco1k", "shortlist": 8, "rsum": 420.0, "rsum_vs_full": 20.0,
+             "seconds": 1.0, "pairs_scored": shortlist_pairs(COCO1K, 8)},
+            {"model": "MVSEN t2i", "protocol": "coco1k", "shortlist": 64, "rsum": 400.5, "rsum_vs_full": 0.5,
+             "seconds": 1.5, "pairs_scored": shortlist_pairs(COCO1K, 64)}]
+    assert [line.rsplit(": ", 1)[1] for line in check_lines(pd.DataFrame(rows), results)] == ["True"] * 3
+    rows[1]["pairs_scored"] += 1
+    rows[2]["rsum_vs_full"] = 2.5
+    assert [line.rsplit(": ", 1)[1] for line in check_lines(pd.DataFrame(rows), results)] == ["False", "True", "False"]

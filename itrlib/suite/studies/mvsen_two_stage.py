@@ -137,6 +137,20 @@ def enough_shortlist(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def check_lines(table: pd.DataFrame, results: Results) -> list[str]:
+    """What notebook 07 checks on any machine: every shortlist scored exactly :func:`shortlist_pairs` pairs,
+    every time is positive, and each shortlist that covers its gallery ranks as full scoring does (within
+    :data:`WITHIN` rSum points)."""
+    shortlisted = table[table["shortlist"] != FULL]
+    sizes = [(row, results[row.model][row.protocol]) for row in shortlisted.itertuples()]
+    pairs = all(row.pairs_scored == shortlist_pairs(full, row.shortlist) for row, full in sizes)
+    covering = [row for row, full in sizes if covers_gallery(full, row.shortlist)]
+    ranks = all(abs(row.rsum_vs_full) <= WITHIN for row in covering) if covering else "no M covers the gallery"
+    return [f"pairs scored = min(M, gallery) per query and direction: {pairs}",
+            f"all times positive: {bool((table['seconds'] > 0).all())}",
+            f"a gallery-wide shortlist ranks as full scoring (within 1 rSum point): {ranks}"]
+
+
 def two_stage_caption(table: pd.DataFrame, results: Results, profile: str) -> Caption:
     sizes = ", ".join(str(m) for m in shortlist_sizes(profile))
     shortlist_rsum = "; ".join(f"{p} {results[SHORTLIST_RUN][p]['metrics']['rsum']:.1f}"
