@@ -64,6 +64,10 @@ class TextConfig:
     """``minilm`` (the packaged all-MiniLM-L6-v2), a local folder, or a hub name present in the local cache."""
     vocab_min_count: int = 1
     """BiGRU vocabulary: minimum count of a word in the training captions."""
+    packed_bert: bool = True
+    """Run a ``BertModel`` on the captions' valid tokens only (padding removed from its linear layers): the
+    same features at valid positions up to float rounding, in a fraction of the time when captions' lengths
+    vary. ``false``: Hugging Face's padded forward, as the authors' code runs it."""
 
     def validate(self) -> None:
         _one_of("text.encoder", self.encoder, TEXT_ENCODERS)

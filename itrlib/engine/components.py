@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from itrlib.config import RunConfig, TextConfig, load_config
+from itrlib.config import RunConfig, TextConfig, TrainConfig, load_config
 from itrlib.data.precomp import PrecompSplit, open_split
 from itrlib.data.text import BertWordPieceTokenizer, Tokenizer, Vocabulary, resolve_bert_path
 from itrlib.devices import resolve_device
@@ -39,6 +39,16 @@ def build_tokenizer(text: TextConfig, run_dir: Path, train_captions: list[str] |
 
 def create_model(config: RunConfig, feature_dim: int, tokenizer: Tokenizer) -> RetrievalModel:
     return build_model(config.model, feature_dim=feature_dim, text=config.text, tokenizer=tokenizer)
+
+
+def create_optimizer(model: RetrievalModel, train: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over ``model.param_groups(train.lr)`` with the ``train.adamw`` kernel; each group keeps its
+    starting learning rate as ``base_lr`` (the step decay multiplies it)."""
+    groups = model.param_groups(train.lr)
+    for group in groups:
+        group["base_lr"] = group["lr"]
+    kernel = {train.adamw: True}  # foreach=True or fused=True
+    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay, **kernel)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from itrlib.io import temp_files
 RESUME_ALLOWED_DIFFERENCES = frozenset({
     "name", "output_dir", "data.root",  # where the run folder and the data live (moved folders still resume)
     "data.num_workers", "train.device", "train.eval_batch_size", "train.adamw",  # how the same numbers are computed
-    "eval.max_pairs_per_block",
+    "eval.max_pairs_per_block", "text.packed_bert",
     "train.log_every", "train.checkpoint_every", "eval.save_scores",  # what is recorded, and how often
     "train.keep_last",  # what is kept once the run has finished
     "train.epochs",  # raising it continues a finished run

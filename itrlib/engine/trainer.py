@@ -46,6 +46,7 @@ from itrlib.engine.components import (
     build_tokenizer,
     check_splits,
     create_model,
+    create_optimizer,
     open_train_split,
     open_val_split,
 )
@@ -144,12 +145,7 @@ class Trainer:
         self.sampler = EpochBatchSampler(len(self.dataset), config.train.batch_size, config.train.seed,
                                          max_batches=config.train.max_steps_per_epoch, rank=ranks.rank,
                                          world_size=ranks.world_size)
-        groups = self.model.param_groups(config.train.lr)
-        for group in groups:
-            group["base_lr"] = group["lr"]
-        kernel = {config.train.adamw: True}  # foreach=True or fused=True (train.adamw)
-        self.optimizer = torch.optim.AdamW(groups, lr=config.train.lr, weight_decay=config.train.weight_decay,
-                                           **kernel)
+        self.optimizer = create_optimizer(self.model, config.train)
         self.val_protocol = whole_split(config.data.val_split)  # per-epoch model selection
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
         self.best: dict = {"rsum": -math.inf, "epoch": None}

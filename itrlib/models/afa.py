@@ -125,7 +125,8 @@ class AFAModel(GlobalEmbeddingModel):
 
 @register_model("afa", AFAConfig)
 def build_afa(config: AFAConfig, *, feature_dim: int, text: TextConfig, tokenizer) -> AFAModel:
-    encoder = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim, bert_projection=False)
+    encoder = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim, bert_projection=False,
+                                  packed_bert=text.packed_bert)
     return AFAModel(config, feature_dim, encoder)
 
 

@@ -201,14 +201,15 @@ class LabelClassifier(nn.Module):
 class MVSENModel(RetrievalModel):
     """One direction of MVSEN (the other direction is another run; the ensemble is a composite run)."""
 
-    def __init__(self, config: MVSENConfig, feature_dim: int, bert_path: str, pad_id: int):
+    def __init__(self, config: MVSENConfig, feature_dim: int, bert_path: str, pad_id: int,
+                 packed_bert: bool = True):
         super().__init__()
         self.config = config
         self.side_inputs = (replace(LABEL_INPUT, width=config.num_labels),) if config.classification else ()
         self.positive_caption = config.positive_caption if config.text_matching else None
         key_padding = "official" if config.official_padding else "lengths"
         self.bert = FrozenBertLayerSum(bert_path, config.bert_layers, pad_id,
-                                       attention_mask=not config.official_padding)
+                                       attention_mask=not config.official_padding, packed=packed_bert)
         self.words = GRUWordFeatures(self.bert.out_dim, config.gru_hidden)
         self.encoder = MemoryAugmentedEncoder(
             feature_dim, config.d_model, config.heads, config.d_head, config.d_ff, config.memory_slots,
@@ -314,7 +315,7 @@ def build_mvsen(config: MVSENConfig, *, feature_dim: int, text: TextConfig, toke
     if text.encoder != "bert":
         raise ConfigError("MVSEN's words come from a frozen BERT-family encoder: set text.encoder=bert")
     check_bert_layers(config, tokenizer.path)
-    return MVSENModel(config, feature_dim, tokenizer.path, tokenizer.pad_id)
+    return MVSENModel(config, feature_dim, tokenizer.path, tokenizer.pad_id, text.packed_bert)
 
 
 def check_bert_layers(config: MVSENConfig, folder: str | Path) -> None:

@@ -266,7 +266,8 @@ class USERModel(GlobalEmbeddingModel):
 
 @register_model("user", USERConfig)
 def build_user(config: USERConfig, *, feature_dim: int, text: TextConfig, tokenizer) -> USERModel:
-    tokens = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim)
+    tokens = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim,
+                                 packed_bert=text.packed_bert)
     return USERModel(config, feature_dim, tokens)
 
 

@@ -106,5 +106,6 @@ class VSEModel(GlobalEmbeddingModel):
 
 @register_model("vse", VSEConfig)
 def build_vse(config: VSEConfig, *, feature_dim: int, text: TextConfig, tokenizer) -> VSEModel:
-    encoder = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim)
+    encoder = build_token_encoder(text.encoder, tokenizer, config.embed_size, config.word_dim,
+                                  packed_bert=text.packed_bert)
     return VSEModel(config, feature_dim, encoder)

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from itrlib.errors import WeightsNotFoundError
 from itrlib.nn.functional import safe_l2norm
+from itrlib.nn.packed_bert import packable, packed_hidden_states
 from itrlib.progress import progress_mode
 
 
@@ -23,10 +24,12 @@ class BertTokenFeatures(nn.Module):
     ``path`` is a local Hugging Face folder (any hidden size works: 384 for MiniLM, 768 for BERT-base).
     The attention mask is ``ids != pad_id``. Parameters of ``self.bert`` form their own optimiser group.
     ``embed_size=None`` returns the raw hidden states (``out_dim`` = hidden size), for models that project
-    tokens themselves (AFA's text MLP).
+    tokens themselves (AFA's text MLP). ``packed`` runs a ``BertModel`` on the valid tokens only
+    (:mod:`itrlib.nn.packed_bert`; ``text.packed_bert``): the same features at valid positions, zero at padded
+    ones; other model types, or ``packed=False``, run Hugging Face's padded forward.
     """
 
-    def __init__(self, path: str | Path, embed_size: int | None, pad_id: int = 0):
+    def __init__(self, path: str | Path, embed_size: int | None, pad_id: int = 0, packed: bool = True):
         super().__init__()
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
@@ -44,14 +47,21 @@ class BertTokenFeatures(nn.Module):
         # float16, and an fp16 BERT under bf16 autocast gave a NaN loss at the first step on CUDA
         self.bert.float()
         self.pad_id = pad_id
+        self.packed = packed and packable(self.bert)
         hidden = self.bert.config.hidden_size
         self.linear = nn.Linear(hidden, embed_size) if embed_size else nn.Identity()
         self.out_dim = embed_size or hidden
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, L) -> features (B, L, E); positions >= lengths are padding."""
-        hidden = self.bert(input_ids=ids, attention_mask=(ids != self.pad_id).long()).last_hidden_state
-        return self.linear(hidden)
+        return self.linear(self.hidden_states(ids, ids != self.pad_id)[-1])
+
+    def hidden_states(self, ids: torch.Tensor, valid: torch.Tensor, last: int = 1) -> list[torch.Tensor]:
+        """ids (B, L), valid (B, L) bool -> BERT's last ``last`` hidden layers, each (B, L, hidden), oldest first."""
+        if self.packed:
+            return packed_hidden_states(self.bert, ids, valid, last)
+        out = self.bert(input_ids=ids, attention_mask=valid.long(), output_hidden_states=last > 1)
+        return list(out.hidden_states[-last:]) if last > 1 else [out.last_hidden_state]
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         return list(self.bert.parameters())
@@ -80,11 +90,13 @@ class BiGRUTokenFeatures(nn.Module):
 
 
 def build_token_encoder(encoder: str, tokenizer, embed_size: int, word_dim: int = 300,
-                        bert_projection: bool = True) -> nn.Module:
+                        bert_projection: bool = True, packed_bert: bool = True) -> nn.Module:
     """``bert`` -> :class:`BertTokenFeatures` on ``tokenizer.path`` (raw hidden states when
-    ``bert_projection`` is false); ``bigru`` -> :class:`BiGRUTokenFeatures` (``embed_size`` outputs)."""
+    ``bert_projection`` is false; ``packed_bert``: its ``packed``); ``bigru`` -> :class:`BiGRUTokenFeatures`
+    (``embed_size`` outputs)."""
     if encoder == "bert":
-        return BertTokenFeatures(tokenizer.path, embed_size if bert_projection else None, pad_id=tokenizer.pad_id)
+        return BertTokenFeatures(tokenizer.path, embed_size if bert_projection else None, pad_id=tokenizer.pad_id,
+                                 packed=packed_bert)
     if encoder == "bigru":
         return BiGRUTokenFeatures(tokenizer.vocab_size, word_dim, embed_size)
     raise ValueError(f"unknown text encoder {encoder!r} (expected 'bert' or 'bigru')")
@@ -95,12 +107,15 @@ class FrozenBertLayerSum(nn.Module):
 
     MVSEN's word features (the release sums BERT-base's last 4 layers under ``torch.no_grad``). Dropout
     follows the module's train/eval mode, as in the release. ``attention_mask=False`` reproduces the
-    release, which passes no mask, so [PAD] positions are attended; by default they are masked.
+    release, which passes no mask, so [PAD] positions are attended; by default they are masked, and ``packed``
+    runs BERT on the valid tokens only (as :class:`BertTokenFeatures`; attended [PAD] positions need the padded
+    forward, so ``attention_mask=False`` never packs).
     """
 
-    def __init__(self, path: str | Path, layers: int = 4, pad_id: int = 0, attention_mask: bool = True):
+    def __init__(self, path: str | Path, layers: int = 4, pad_id: int = 0, attention_mask: bool = True,
+                 packed: bool = True):
         super().__init__()
-        self.inner = BertTokenFeatures(path, embed_size=None, pad_id=pad_id)
+        self.inner = BertTokenFeatures(path, embed_size=None, pad_id=pad_id, packed=packed and attention_mask)
         self.inner.requires_grad_(False)
         depth = self.inner.bert.config.num_hidden_layers
         if not 1 <= layers <= depth:
@@ -112,10 +127,9 @@ class FrozenBertLayerSum(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) -> (B, L, hidden), no gradient."""
-        mask = (ids != self.pad_id).long() if self.attention_mask else torch.ones_like(ids)
+        valid = ids != self.pad_id if self.attention_mask else torch.ones_like(ids, dtype=torch.bool)
         with torch.no_grad():
-            hidden = self.inner.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-            return torch.stack(hidden[-self.layers:]).sum(0)
+            return torch.stack(self.inner.hidden_states(ids, valid, self.layers)).sum(0)
 
 
 class GRUWordFeatures(nn.Module):

@@ -17,7 +17,7 @@ import torch
 
 from itrlib.config import RunConfig, load_config
 from itrlib.data.collate import Batch
-from itrlib.engine.components import build_tokenizer, create_model
+from itrlib.engine.components import build_tokenizer, create_model, create_optimizer
 from itrlib.evaluation.encode import autocast_for
 from itrlib.suite.bench.timing import synchronize
 
@@ -120,10 +120,8 @@ class StepRunner:
         self.model = create_model(config, feature_dim, self.tokenizer).to(device)
         self.model.train()
         self.model.on_epoch_start(0)
-        train = config.train
-        self.optimizer = torch.optim.AdamW(self.model.param_groups(train.lr), lr=train.lr,
-                                           weight_decay=train.weight_decay)
-        self.amp = train.amp and device.type == "cuda"
+        self.optimizer = create_optimizer(self.model, config.train)
+        self.amp = config.train.amp and device.type == "cuda"
         self.steps = 0
 
     def step(self, batch: Batch) -> float:
@@ -227,18 +225,30 @@ class _Clock:
         if self._depth == 0:
             self.stop(name)
 
-    def hook(self, module: torch.nn.Module, name: str, nested: bool = False) -> list:
-        """Time ``module``'s forward calls under ``name``; ``nested``: a part of an outer hooked module, timed on
-        its own clock (its row is not counted again in the step)."""
-        if nested:
-            return [module.register_forward_pre_hook(lambda *_: self.start(name)),
-                    module.register_forward_hook(lambda *_: self.stop(name))]
+    def hook(self, module: torch.nn.Module, name: str) -> list:
+        """Time ``module``'s forward calls under ``name``."""
         return [module.register_forward_pre_hook(lambda *_: self._enter(name)),
                 module.register_forward_hook(lambda *_: self._leave(name))]
+
+    def hook_span(self, first: torch.nn.Module, last: torch.nn.Module, name: str) -> list:
+        """Time from the start of ``first``'s forward to the end of ``last``'s under ``name``: a part of an outer
+        hooked module, on its own clock (its row is not counted again in the step)."""
+        return [first.register_forward_pre_hook(lambda *_: self.start(name)),
+                last.register_forward_hook(lambda *_: self.stop(name))]
 
 
 BERT_PART = ": BERT part"
 """Suffix of a profile row that is part of the row before it (not counted again in the whole step)."""
+
+
+def _bert_span(bert: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The first and the last module a BERT forward runs, padded or packed (:mod:`itrlib.nn.packed_bert` calls
+    the submodules, not ``bert`` itself): its embeddings and its last layer's output LayerNorm (the pooler,
+    which the models never read, is left out); ``bert`` itself for another architecture."""
+    try:
+        return bert.embeddings, bert.encoder.layer[-1].output.LayerNorm
+    except AttributeError:
+        return bert, bert
 
 
 def step_profile(runner: StepRunner, batch: Batch, steps: int = 3) -> pd.DataFrame:
@@ -255,7 +265,7 @@ def step_profile(runner: StepRunner, batch: Batch, steps: int = 3) -> pd.DataFra
         handles += clock.hook(module, f"forward: {name}")
         bert = next((m for n, m in module.named_modules() if n.split(".")[-1] == "bert"), None)
         if bert is not None:
-            handles += clock.hook(bert, f"forward: {name}{BERT_PART}", nested=True)
+            handles += clock.hook_span(*_bert_span(bert), f"forward: {name}{BERT_PART}")
     weights, samples = runner.config.train.loss_weights, []
     try:
         for _ in range(steps):
