@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from itrlib.config import load_config
+from itrlib.data.collate import pad_sequences
 from itrlib.data.text import BertWordPieceTokenizer, resolve_bert_path
 from itrlib.engine.components import create_model
 from itrlib.nn.packed_bert import packable, packed_hidden_states
@@ -21,12 +22,7 @@ def tokenizer():
 
 
 def _captions(tokenizer, texts=TEXTS):
-    ids = [tokenizer.encode(t) for t in texts]
-    lengths = torch.tensor([len(x) for x in ids])
-    padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
-    for i, x in enumerate(ids):
-        padded[i, : len(x)] = torch.tensor(x)
-    return padded, lengths
+    return pad_sequences([tokenizer.encode(t) for t in texts], tokenizer.pad_id)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from itrlib.config import TextConfig
+from itrlib.data.collate import pad_sequences
 from itrlib.data.text import BertWordPieceTokenizer, resolve_bert_path
 from itrlib.losses.triplet import triplet_loss
 from itrlib.models.vse import VSEConfig, build_vse
@@ -21,12 +22,7 @@ def model():
 
 
 def _captions(tokenizer, texts):
-    ids = [tokenizer.encode(t) for t in texts]
-    lengths = torch.tensor([len(x) for x in ids])
-    padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
-    for i, x in enumerate(ids):
-        padded[i, : len(x)] = torch.tensor(x)
-    return padded, lengths
+    return pad_sequences([tokenizer.encode(t) for t in texts], tokenizer.pad_id)
 
 
 def test_embeddings_are_unit_vectors_and_scores_are_cosines(model):
