@@ -117,18 +117,43 @@ def test_tie_heavy_integer_sims_follow_each_rule(seed, n_img, cpi, ties, backend
 
 
 @pytest.mark.parametrize("ties", ["pessimistic", "stable"])
-@pytest.mark.parametrize(("block", "tile"), [(7, 1), (130, 4), (256, 3), (300, 7)])
-def test_numba_blocks_tiles_and_lanes_do_not_change_results(monkeypatch, block, tile, ties):
-    """Column blocks of 7, 130, 256 and 300 (the whole row; blocks cut at every image's first caption; row
-    maxima folded from 130 to 65 and from 256 to 64 slots), row tiles of 1, 3, 4 and 7 (bands of 12-60 rows:
-    a last tile cut short) and 1-5 lanes, on tie-heavy and on continuous scores."""
-    rng = np.random.default_rng(block)
-    monkeypatch.setattr(metrics, "_COLUMN_BLOCK", block)
-    monkeypatch.setattr(metrics, "_ROW_TILE", tile)
-    for sims in (rng.integers(0, 3, size=(60, 5 * 60)).astype(np.float32), rng.standard_normal((60, 5 * 60))):
+@pytest.mark.parametrize("n_img", [7, 60, 61])
+def test_numba_lanes_and_odd_bands_do_not_change_results(monkeypatch, n_img, ties):
+    """1-5 lanes over 7, 60 and 61 rows: bands of one row up to 61, odd bands ending in a row counted alone,
+    on tie-heavy and on continuous scores."""
+    rng = np.random.default_rng(n_img)
+    for sims in (rng.integers(0, 3, size=(n_img, 5 * n_img)).astype(np.float32),
+                 rng.standard_normal((n_img, 5 * n_img))):
         for lanes in (1, 2, 3, 5):
             monkeypatch.setattr(metrics, "kernel_lanes", lambda n_img, lanes=lanes: min(lanes, n_img))
             assert_matches(sims, CPI, ties, "numba")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keys_order_like_the_scores_with_signed_zeros_equal(dtype):
+    values = np.array([-np.inf, -3e38 if dtype == np.float32 else -1e300, -1.0, -1e-40, -0.0, 0.0, 1e-40, 1.0,
+                       3e38, np.inf], dtype=dtype)
+    keys = [metrics._key(bits) for bits in values.view(np.int32 if dtype == np.float32 else np.int64)]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys) - 1 and keys[4] == keys[5]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_top1_among_signed_zeros_follows_the_tie_rule(backend):
+    """-0.0 and +0.0 are equal scores: the maximum 0 of image 0 is at captions 1 (-0.0) and 3 (+0.0), the
+    maximum of caption 2 at images 0 (+0.0) and 1 (-0.0)."""
+    sims = np.full((2, 10), -1.0, dtype=np.float32)
+    sims[0, 1], sims[0, 3], sims[0, 2], sims[1, 2] = -0.0, 0.0, 0.0, -0.0
+    for ties, image_top, caption_top in (("pessimistic", 1, 0), ("stable", 3, 1)):
+        assert i2t_ranks(sims, ties=ties, backend=backend).top1[0] == image_top
+        assert t2i_ranks(sims, ties=ties, backend=backend).top1[2] == caption_top
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "stable"])
+def test_float64_scores_closer_than_float32_resolution_are_told_apart(ties):
+    base = np.random.default_rng(9).standard_normal((12, 60))
+    sims = base.round(1) + np.random.default_rng(10).integers(0, 3, size=base.shape) * 1e-12  # apart in float64 only
+    assert_matches(sims, CPI, ties, "numba")
+    assert_matches(sims, CPI, ties, "torch")
 
 
 def test_pessimistic_rule_equals_the_sort_based_definition():

@@ -28,14 +28,15 @@ ground-truth score equals the score of a non-ground-truth item: only their rank 
 
 **How.** No sort: a rank is a count of items scoring above the ground truth plus the ties the rule puts
 before it. One pass over the rows of ``sims`` counts, against each query's ground-truth score, the items
-above it and the equal items of lower and of higher index, for the image queries (along the row) and the
-caption queries (down the columns) at once, and keeps the running maxima for top-1. On the CPU a compiled,
-vectorised numba kernel reads the matrix once (one contiguous band of rows per thread, each with private
-column counters, merged at the end; threads: ``torch.get_num_threads()``; a few rows pass each block of
-columns before the next, so the block's column state is read from cache once per tile of rows, not once per
-row); on other devices (CUDA) torch
-operations over chunks of rows. Counts are integers, so the result depends neither on the thread count nor on
-the chunk size.
+above it and the equal ones, for the image queries (along the row) and the caption queries (down the columns)
+at once, and keeps the running maxima for top-1. On the CPU a compiled, vectorised numba kernel reads the
+matrix once: one contiguous band of rows per thread (threads: ``torch.get_num_threads()``), each with private
+column counters merged at the end, two rows a pass so that the column state is read and written once per two
+rows; maxima are taken over integer keys of the scores' bits, which vectorise where float maxima (with their
+NaN rules) do not. Equal scores are counted without their side in that pass; only the rows holding a tie
+(none in continuous scores) are read a second time to split them into lower and higher index. On other
+devices (CUDA) torch operations over chunks of rows. Counts are integers, so the result depends neither on the
+thread count nor on the chunk size.
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import torch
+from numba.extending import overload
 
 from itrlib.config import TIE_RULES
 from itrlib.errors import DataError
 
 BACKENDS = ("auto", "numba", "torch")
-_COLUMN_BLOCK = 2048  # columns of the numba kernel's block (and slots of a row's running maximum: c -> c % 2048)
-_ROW_TILE = 4  # rows the kernel passes over one column block before the next: its column state is read once
 
 
 @dataclass(frozen=True)
@@ -162,124 +162,148 @@ def _ground_truth(sims: torch.Tensor, caps_per_image: int) -> tuple[torch.Tensor
 # ---------------------------------------------------------------------------------------------------- numba
 # The loops index whole arrays with unsigned indices (no negative-index wrap-around, no array views, whose
 # shared reference counts would make the threads contend) and sum into int32, so that LLVM vectorises them.
+# Maxima are taken over integer keys of the scores' bits (float maxima vectorise only without NaN semantics).
+
+
+def _key(bits):
+    """Integer key of a float's bits (an int32 or int64 view) that orders like the float, -0.0 and +0.0 equal."""
+    return bits if bits >= 0 else np.iinfo(type(bits)).min - bits
+
+
+@overload(_key)
+def _key_jit(bits):
+    """``_key`` in compiled code, of the bits' own width: int32 keys keep the loops eight lanes wide."""
+    if bits == numba.types.int32:
+        return lambda bits: bits if bits >= 0 else np.int32(np.int32(-2147483648) - bits)
+    return lambda bits: bits if bits >= 0 else np.int64(-9223372036854775808) - bits
 
 
 @numba.njit(cache=True)
-def _count_span(sims, i, c0, c1, best, gt_col, col_counts, lane, side):
-    """Columns ``[c0, c1)`` of row ``i``: (#sims > best, #sims == best, #non-finite); per column ``c``
-    ``col_counts[lane, 0, c] += sims[i, c] > gt_col[c]`` and ``col_counts[lane, 2 - side, c] += ... ==``."""
-    above = np.int32(0)
-    equal = np.int32(0)
-    bad = np.int32(0)
-    row, ln, zero, eq = np.uint64(i), np.uint64(lane), np.uint64(0), np.uint64(2 - side)
-    for c in range(np.uint64(c0), np.uint64(c1)):
-        x = sims[row, c]
+def _count_pair(sims, bits, i0, i1, best, gt_col, col_ge, col_key, col_arg, lane, top1, last, both):
+    """Rows ``i0`` and ``i1`` of ``sims`` in one pass, ``bits`` its integer view; ``both`` False: ``i1 == i0``,
+    the row counted once.
+
+    Returns per row (#sims > best, #sims == best, the row's maximum key) and for the two rows together
+    (#sims == gt_col, a caption's ground-truth score; #columns where a row is non-finite). Per column ``c`` of
+    ``lane``: ``col_ge[lane, c] += #rows with sims >= gt_col[c]``; with ``top1`` the column's best key
+    ``col_key`` and its image ``col_arg`` (a later image wins a tie if ``last``).
+    """
+    a0 = e0 = a1 = e1 = gt_equal = bad = np.int32(0)
+    r0, r1, ln, pair = np.uint64(i0), np.uint64(i1), np.uint64(lane), np.int32(both)
+    k0, k1 = _key(bits[r0, np.uint64(0)]), _key(bits[r1, np.uint64(0)])
+    s0, s1, t0 = best[i0], best[i1], np.int32(i0)
+    for c in range(np.uint64(sims.shape[1])):
+        x0 = sims[r0, c]
+        x1 = sims[r1, c]
         y = gt_col[c]
-        above = np.int32(above + (x > best))
-        equal = np.int32(equal + (x == best))
-        bad = np.int32(bad + ((x - x) != 0))  # NaN and inf give NaN
-        col_counts[ln, zero, c] += x > y
-        col_counts[ln, eq, c] += x == y
-    return above, equal, bad
-
-
-@numba.njit(cache=True)
-def _count_span_top1(sims, i, c0, c1, best, gt_col, col_counts, lane, side, col_max, col_arg, row_max, r, base,
-                     last):
-    """``_count_span`` plus the running maxima: ``col_max[lane, c]``/``col_arg[lane, c]`` the best score of
-    column ``c`` and its image (a later image wins a tie if ``last``), ``row_max[lane, r, c - base]`` the best
-    score of this row (row ``r`` of the tile) in that slot."""
-    above = np.int32(0)
-    equal = np.int32(0)
-    bad = np.int32(0)
-    row, ln, zero, eq, image = np.uint64(i), np.uint64(lane), np.uint64(0), np.uint64(2 - side), np.int32(i)
-    tile_row = np.uint64(r)
-    for c in range(np.uint64(c0), np.uint64(c1)):
-        x = sims[row, c]
-        y = gt_col[c]
-        above = np.int32(above + (x > best))
-        equal = np.int32(equal + (x == best))
-        bad = np.int32(bad + ((x - x) != 0))
-        col_counts[ln, zero, c] += x > y
-        col_counts[ln, eq, c] += x == y
-        m = col_max[ln, c]
-        better = (x > m) | (last & (x == m))
-        col_max[ln, c] = x if better else m
-        a = col_arg[ln, c]
-        col_arg[ln, c] = a + np.int32(better) * (image - a)  # a select here would not be vectorised
-        k = c - np.uint64(base)
-        m = row_max[ln, tile_row, k]
-        row_max[ln, tile_row, k] = x if x > m else m
-    return above, equal, bad
-
-
-@numba.njit(cache=True)
-def _row_top(sims, i, row_max, lane, r, last):
-    """Column of the maximum of row ``i`` given ``row_max[lane, r]`` (slot k: max of ``sims[i, k::slots]``;
-    folded in halves, in place, down to 64 slots or an odd count): the first column among equal maxima (the
-    last if ``last``)."""
-    slots, ln, tr = row_max.shape[2], np.uint64(lane), np.uint64(r)
-    while slots > 64 and slots % 2 == 0:
-        slots //= 2
-        for k in range(np.uint64(slots)):
-            m = row_max[ln, tr, k + np.uint64(slots)]
-            row_max[ln, tr, k] = m if m > row_max[ln, tr, k] else row_max[ln, tr, k]
-    best = row_max[ln, tr, 0]
-    for k in range(1, slots):
-        best = row_max[ln, tr, k] if row_max[ln, tr, k] > best else best
-    top = -1
-    for k in range(slots):
-        if row_max[ln, tr, k] == best:
-            for c in range(k, sims.shape[1], slots):
-                if sims[i, c] == best and (top < 0 or (c > top if last else c < top)):
-                    top = c
-    return top
-
-
-@numba.njit(cache=True)
-def _count_band(sims, best, gt_col, caps_per_image, lo, hi, lane, top1, last, block, tile, row_counts, row_top,
-                col_counts, col_max, col_arg, row_max):
-    """Rows ``[lo, hi)`` of ``sims`` with the column state of ``lane``, ``tile`` rows at a time: each block of
-    ``block`` columns is passed by every row of the tile, in order, before the next block (the block's column
-    state stays in cache across the tile). Row ``i`` is cut at ``p = caps_per_image * i`` (the captions before
-    image ``i``'s); for top-1 its blocks are folded onto the ``block`` slots of ``row_max[lane, i - tile
-    start]``. ``row_counts[:, i]`` gets (#above, #equal before p, #equal from p, #non-finite),
-    ``col_counts[lane]`` (3, N_cap) accumulates (#above, #equal from rows with c >= p, i.e. images up to the
-    caption's own, #equal from rows with c < p, the images after it)."""
-    n_cap = sims.shape[1]
-    for t0 in range(lo, hi, tile):
-        t1 = min(t0 + tile, hi)
+        a0 = np.int32(a0 + (x0 > s0))
+        e0 = np.int32(e0 + (x0 == s0))
+        a1 = np.int32(a1 + (x1 > s1))
+        e1 = np.int32(e1 + (x1 == s1))
+        gt_equal = np.int32(gt_equal + (x0 == y) + (x1 == y))
+        bad = np.int32(bad + (((x0 - x0) + (x1 - x1)) != 0))  # NaN and inf give NaN
+        col_ge[ln, c] += np.int32(np.int32(x0 >= y) + (np.int32(x1 >= y) & pair))
         if top1:
-            for r in range(t1 - t0):
-                for k in range(block):
-                    row_max[lane, r, k] = -np.inf
-        for base in range(0, n_cap, block):
-            end = min(base + block, n_cap)
-            for i in range(t0, t1):
-                mid = min(max(min(caps_per_image * i, n_cap), base), end)
-                for c0, c1, side in ((base, mid, 0), (mid, end, 1)):
-                    if top1:
-                        counts = _count_span_top1(sims, i, c0, c1, best[i], gt_col, col_counts, lane, side,
-                                                  col_max, col_arg, row_max, i - t0, base, last)
-                    else:
-                        counts = _count_span(sims, i, c0, c1, best[i], gt_col, col_counts, lane, side)
-                    row_counts[0, i] += counts[0]
-                    row_counts[1 + side, i] += counts[1]
-                    row_counts[3, i] += counts[2]
-        if top1:
-            for i in range(t0, t1):
-                row_top[i] = _row_top(sims, i, row_max, lane, i - t0, last)
+            u0 = _key(bits[r0, c])
+            u1 = _key(bits[r1, c])
+            k0 = max(k0, u0)
+            k1 = max(k1, u1)
+            second = (u1 > u0) | (last & (u1 == u0))
+            u = u1 if second else u0
+            m = col_key[ln, c]
+            better = (u > m) | (last & (u == m))
+            col_key[ln, c] = u if better else m
+            a = col_arg[ln, c]
+            t = np.int32(t0 + (np.int32(second) & pair))
+            col_arg[ln, c] = np.int32(a + np.int32(better) * np.int32(t - a))  # a select would not be vectorised
+    return a0, e0, k0, a1, e1, k1, gt_equal, bad
+
+
+@numba.njit(cache=True)
+def _row_top(bits, i, key, last):
+    """Column of row ``i`` whose key is ``key`` (the row's maximum): the first such (the last if ``last``),
+    found 64 columns at a time."""
+    n_cap = bits.shape[1]
+    row = np.uint64(i)
+    for k in range((n_cap + 63) // 64):
+        start = n_cap - 64 * (k + 1) if last else 64 * k
+        lo, hi = np.uint64(max(start, 0)), np.uint64(min(start + 64, n_cap))
+        hits = np.int32(0)
+        for c in range(lo, hi):
+            hits = np.int32(hits + (_key(bits[row, c]) == key))
+        if hits:
+            for c in range(hi - lo):
+                column = hi - np.uint64(1) - c if last else lo + c
+                if _key(bits[row, column]) == key:
+                    return np.int64(column)
+    return np.int64(-1)
+
+
+@numba.njit(cache=True)
+def _count_rows(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, top1, last):
+    """``_count_pair`` of rows ``i`` and ``j`` (``j == i``: one row) with its flags as constants: a loop compiled
+    for each case, without the tests of the others."""
+    if j == i:
+        if not top1:
+            return _count_pair(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, False, False, False)
+        if last:
+            return _count_pair(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, True, True, False)
+        return _count_pair(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, True, False, False)
+    if not top1:
+        return _count_pair(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, False, False, True)
+    if last:
+        return _count_pair(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, True, True, True)
+    return _count_pair(sims, bits, i, j, best, gt_col, col_ge, col_key, col_arg, lane, True, False, True)
+
+
+@numba.njit(cache=True)
+def _store_row(row_stats, bits, i, above, equal, key, gt_equal, bad, top1, last):
+    """Row ``i``'s counts into ``row_stats[:4, i]`` and, with ``top1``, the column of its maximum into
+    ``row_stats[4, i]``."""
+    row_stats[0, i], row_stats[1, i], row_stats[2, i], row_stats[3, i] = above, equal, gt_equal, bad
+    if top1:
+        row_stats[4, i] = _row_top(bits, i, key, last)
 
 
 @numba.njit(parallel=True, cache=True)
-def _count_kernel(sims, best, gt_col, caps_per_image, top1, last, block, tile, row_counts, row_top, col_counts,
-                  col_max, col_arg, row_max):
-    """One contiguous band of rows per lane (``col_counts.shape[0]`` lanes), each with its own column state."""
-    lanes = col_counts.shape[0]
+def _count_kernel(sims, bits, best, gt_col, top1, last, row_stats, col_ge, col_key, col_arg):
+    """One contiguous band of rows per lane (``col_ge.shape[0]`` lanes), each with its own column state, two
+    rows a pass (the last row of an odd band alone). ``row_stats[:, i]``: (#above, #equal, #equal to a
+    caption's ground truth in row ``i``'s pair, #non-finite columns of the pair (at its first row), top-1)."""
+    lanes = col_ge.shape[0]
     n_img = sims.shape[0]
     for lane in numba.prange(lanes):
-        _count_band(sims, best, gt_col, caps_per_image, lane * n_img // lanes, (lane + 1) * n_img // lanes, lane,
-                    top1, last, block, tile, row_counts, row_top, col_counts, col_max, col_arg, row_max)
+        hi = (lane + 1) * n_img // lanes
+        for i in range(lane * n_img // lanes, hi, 2):
+            j = min(i + 1, hi - 1)
+            a0, e0, k0, a1, e1, k1, gt_equal, bad = _count_rows(sims, bits, i, j, best, gt_col, col_ge, col_key,
+                                                                col_arg, lane, top1, last)
+            _store_row(row_stats, bits, i, a0, e0, k0, gt_equal, bad, top1, last)
+            if j != i:
+                _store_row(row_stats, bits, j, a1, e1, k1, gt_equal, 0, top1, last)
+
+
+@numba.njit(parallel=True, cache=True)
+def _split_ties(sims, rows, best, gt_col, caps_per_image, row_lower, col_lower, col_higher):
+    """Equal scores of ``rows`` split by index, ``col_lower.shape[0]`` lanes sharing the rows:
+    ``row_lower[i]`` counts row ``i``'s scores equal to its ``best`` among the captions before its own; of the
+    scores equal to a caption's ground truth ``gt_col[c]``, ``col_lower[lane, c]``/``col_higher[lane, c]``
+    count those in rows of images before/after the caption's."""
+    lanes = col_lower.shape[0]
+    for lane in numba.prange(lanes):
+        ln = np.uint64(lane)
+        for k in range(lane * len(rows) // lanes, (lane + 1) * len(rows) // lanes):
+            i = rows[k]
+            row, start, end = np.uint64(i), np.uint64(caps_per_image * i), np.uint64(caps_per_image * (i + 1))
+            s = best[i]
+            lower = np.int32(0)
+            for c in range(np.uint64(sims.shape[1])):
+                x = sims[row, c]
+                equal = x == gt_col[c]
+                lower = np.int32(lower + ((c < start) & (x == s)))
+                col_lower[ln, c] += equal & (c >= end)  # the caption's image comes after image i
+                col_higher[ln, c] += equal & (c < start)
+            row_lower[i] = lower
 
 
 def kernel_lanes(n_img: int) -> int:
@@ -302,38 +326,43 @@ def _start_numba_pool() -> None:
     torch.set_num_threads(threads)
 
 
-def _merge_columns(col_max: np.ndarray, col_arg: np.ndarray, last: bool) -> np.ndarray:
+def _merge_columns(col_key: np.ndarray, col_arg: np.ndarray, last: bool) -> np.ndarray:
     """Top-1 image of each column from per-lane maxima (lanes, N_cap): lanes hold increasing row bands."""
-    hit = col_max == col_max.max(axis=0)
+    hit = col_key == col_key.max(axis=0)
     lane = hit.shape[0] - 1 - hit[::-1].argmax(axis=0) if last else hit.argmax(axis=0)
     return col_arg[lane, np.arange(col_arg.shape[1])].astype(np.int64)
 
 
 def _tally_numba(sims: torch.Tensor, caps_per_image: int, top1: bool, last: bool) -> tuple[_Tally, _Tally]:
-    """Both tallies of a CPU ``sims`` (N_img, N_cap) by ``_count_kernel`` (float16/bfloat16 become float32)."""
+    """Both tallies of a CPU ``sims`` (N_img, N_cap) by ``_count_kernel`` (float16/bfloat16 become float32).
+
+    The pass counts equal scores without their side; the few rows holding a tie are read again by
+    ``_split_ties`` to split them into lower and higher index."""
     if sims.device.type != "cpu":
         raise ValueError(f"backend 'numba' needs CPU scores, got a {sims.device.type} tensor")
     _start_numba_pool()
     if sims.dtype not in (torch.float32, torch.float64):
         sims = sims.float()
     array = sims.detach().contiguous().numpy()
+    bits = array.view(np.int32 if array.dtype == np.float32 else np.int64)
     best, gt_ties, gt_col = (t.numpy() for t in _ground_truth(torch.from_numpy(array), caps_per_image))
     (n_img, n_cap), lanes = array.shape, kernel_lanes(array.shape[0])
-    block = min(_COLUMN_BLOCK, n_cap)
-    row_counts = np.zeros((4, n_img), np.int64)
-    row_top = np.zeros(n_img, np.int64)
-    col_counts = np.zeros((lanes, 3, n_cap), np.int32)
-    col_max = np.full((lanes, n_cap if top1 else 0), -np.inf, array.dtype)
-    col_arg = np.zeros(col_max.shape, np.int32)
-    row_max = np.empty((lanes, _ROW_TILE, block) if top1 else (lanes, 0, 0), array.dtype)
-    _count_kernel(array, best, gt_col, caps_per_image, top1, last, block, _ROW_TILE, row_counts, row_top,
-                  col_counts, col_max, col_arg, row_max)
-    _raise_if_non_finite(int(row_counts[3].sum()), array.size)
-    col = col_counts.sum(axis=0, dtype=np.int64)
-    i2t = _Tally(above=row_counts[0], tied_lower=row_counts[1], tied_higher=row_counts[2] - gt_ties,
-                 top1=row_top if top1 else None)
-    t2i = _Tally(above=col[0], tied_lower=col[1] - 1, tied_higher=col[2],
-                 top1=_merge_columns(col_max, col_arg, last) if top1 else None)
+    row_stats = np.zeros((5, n_img), np.int64)
+    col_ge = np.zeros((lanes, n_cap), np.int32)
+    col_key = np.full((lanes, n_cap if top1 else 0), np.iinfo(bits.dtype).min, bits.dtype)
+    col_arg = np.zeros(col_key.shape, np.int32)
+    _count_kernel(array, bits, best, gt_col, top1, last, row_stats, col_ge, col_key, col_arg)
+    if row_stats[3].any():
+        _raise_if_non_finite(int(np.count_nonzero(~np.isfinite(array))), array.size)
+    above, equal, gt_equal = row_stats[0], row_stats[1], row_stats[2]
+    row_lower, col_lower, col_higher = np.zeros(n_img, np.int64), np.zeros_like(col_ge), np.zeros_like(col_ge)
+    tied_rows = np.flatnonzero((equal > gt_ties) | (gt_equal > 2 * caps_per_image))
+    _split_ties(array, tied_rows, best, gt_col, caps_per_image, row_lower, col_lower, col_higher)
+    col_lower, col_higher = col_lower.sum(axis=0, dtype=np.int64), col_higher.sum(axis=0, dtype=np.int64)
+    i2t = _Tally(above=above, tied_lower=row_lower, tied_higher=equal - gt_ties - row_lower,
+                 top1=row_stats[4] if top1 else None)
+    t2i = _Tally(above=col_ge.sum(axis=0, dtype=np.int64) - 1 - col_lower - col_higher, tied_lower=col_lower,
+                 tied_higher=col_higher, top1=_merge_columns(col_key, col_arg, last) if top1 else None)
     return i2t, t2i
 
 
