@@ -228,3 +228,17 @@ def test_label_views_follow_their_definitions(tokenizer):
         expected = 0.99 * at_regions[:, c].mean(0) + 0.01 * at_words[:, c].mean(0)
         assert torch.allclose(official[c], expected, atol=1e-6)
         assert torch.allclose(paper[c], 0.01 * at_regions[c, c] + 0.99 * at_words[c, c], atol=1e-6)
+
+
+@pytest.mark.parametrize("view", ["official", "paper"])
+def test_a_ranks_columns_give_the_label_inputs_of_its_captions(tokenizer, view):
+    """Under DDP a rank holds every image against its own captions (columns 2-3 of 5 here): its label inputs
+    are those rows of the whole batch's, the paper's view reading each caption's own image."""
+    from itrlib.nn.mvsen_similarity_reasoning import PairFeatures
+
+    g = torch.Generator().manual_seed(1)
+    whole = PairFeatures(torch.randn(5, 5, 4, generator=g), torch.randn(5, 5, 4, generator=g))
+    columns = PairFeatures(whole.words_at_regions[:, 2:4], whole.regions_at_words[:, 2:4])
+    model = _model(tokenizer, f"model.label_view={view}")
+    torch.testing.assert_close(model.label_input(columns, first_image=2), model.label_input(whole)[2:4], rtol=1e-6,
+                               atol=1e-7)

@@ -39,7 +39,14 @@ from itrlib.errors import ConfigError
 from itrlib.losses.dynamic_topk import NEGATIVES, dynamic_topk_hinge
 from itrlib.models.base import Extras, RetrievalModel
 from itrlib.models.registry import register_model
-from itrlib.nn.distributed import gather_detached, gather_padded
+from itrlib.nn.distributed import (
+    gather_batch,
+    gather_columns,
+    gather_detached,
+    gather_padded,
+    pad_to_common_width,
+    rank,
+)
 from itrlib.nn.functional import length_mask
 from itrlib.nn.mvsen_memory_attention import MemoryAttention, MemoryAugmentedEncoder
 from itrlib.nn.mvsen_similarity_reasoning import PairFeatures, SimilarityGraph, block_scores, pairwise_scores
@@ -177,8 +184,13 @@ class TextMatchingHead(nn.Module):
     def forward(self, words: torch.Tensor, lengths: torch.Tensor, positive: torch.Tensor,
                 positive_lengths: torch.Tensor) -> torch.Tensor:
         """BiGRU word features of T (B, L, H) and T+ (B, L+, H) -> cosine matrix (B, B): rows T+, columns T."""
-        return self.cosines(self._summary(self.positive_attention, positive, positive_lengths),
-                            self._summary(self.attention, words, lengths))
+        return self.cosines(*self.summaries(words, lengths, positive, positive_lengths))
+
+    def summaries(self, words: torch.Tensor, lengths: torch.Tensor, positive: torch.Tensor,
+                  positive_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sentence summaries (before projection) of T+ (B, H) and of T (B, H), one per caption."""
+        return (self._summary(self.positive_attention, positive, positive_lengths),
+                self._summary(self.attention, words, lengths))
 
     def cosines(self, positive: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """Sentence summaries of T+ (B, H) and T (B, H) -> projected cosine matrix (B, B), rows T+."""
@@ -264,35 +276,45 @@ class MVSENModel(RetrievalModel):
     # -- training ----------------------------------------------------------------------------------------
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``ranking`` and, when on, ``text_matching`` (delta gamma L_m), ``classification``
-        (delta (1 - gamma) L_c)."""
+        (delta (1 - gamma) L_c).
+
+        Under torch.distributed each rank scores every image of the global batch against its own captions
+        only (its columns of the score matrix, :func:`~itrlib.nn.distributed.gather_columns`), and summarises
+        and labels its own captions before their rows are gathered: the pairwise network's work is shared
+        between the ranks, and every rank still computes the global batch's losses."""
         cfg = self.config
         images = _gathered(self.encode_images(batch.images, batch.image_lengths))
         words = self.word_features(batch.captions, batch.caption_lengths)
-        captions = _gathered(self._encode_words(words, batch.caption_lengths))
+        captions = self._encode_words(words, batch.caption_lengths)
         scores, features = pairwise_scores(self.graph, images, captions, cfg.nodes, cfg.attention_scale,
                                            cfg.leaky_slope, features=cfg.classification)
-        losses = {"ranking": dynamic_topk_hinge(scores, cfg.margin, cfg.negatives)}
+        losses = {"ranking": dynamic_topk_hinge(gather_columns(scores), cfg.margin, cfg.negatives)}
         if cfg.text_matching:
             if batch.positive_captions is None:
                 raise ValueError("MVSEN's text matching needs Batch.positive_captions (PairDataset positive=...)")
             positive = self.word_features(batch.positive_captions, batch.positive_lengths, self.positive_words)
-            cosines = self.text_matching(*gather_padded(words, batch.caption_lengths),
-                                         *gather_padded(positive, batch.positive_lengths))
+            # padded as the gathered batch would be: the release's unmasked summary averages the padding too
+            summaries = self.text_matching.summaries(pad_to_common_width(words), batch.caption_lengths,
+                                                     pad_to_common_width(positive), batch.positive_lengths)
+            cosines = self.text_matching.cosines(*(gather_batch(summary) for summary in summaries))
             losses["text_matching"] = cfg.delta * cfg.gamma * dynamic_topk_hinge(cosines, cfg.text_margin, "topk")
         if cfg.classification:
-            logits = self.classifier(self.label_input(features))
+            logits = gather_batch(self.classifier(self.label_input(features, rank() * len(captions))))
             labels = gather_detached(self._labels(batch.extras)).to(logits.dtype)
             losses["classification"] = (cfg.delta * (1 - cfg.gamma)
                                         * F.binary_cross_entropy_with_logits(logits, labels))
         return losses
 
-    def label_input(self, features: PairFeatures) -> torch.Tensor:
-        """Per-pair attended means (B_img, B_cap, d) -> classifier input per caption (B_cap, d)."""
+    def label_input(self, features: PairFeatures, first_image: int = 0) -> torch.Tensor:
+        """Per-pair attended means (B_img, B_cap, d) -> classifier input per caption (B_cap, d). Caption ``j``'s
+        own image is image ``first_image + j`` (the paper's view reads that pair)."""
         beta = self.config.beta
         if self.config.label_view == "official":
             return beta * features.words_at_regions.mean(0) + (1 - beta) * features.regions_at_words.mean(0)
-        return ((1 - beta) * features.words_at_regions.diagonal().T
-                + beta * features.regions_at_words.diagonal().T)
+        n_cap = features.words_at_regions.shape[1]
+        own = [view.narrow(0, first_image, n_cap).diagonal().T
+               for view in (features.words_at_regions, features.regions_at_words)]
+        return (1 - beta) * own[0] + beta * own[1]
 
     def _labels(self, extras: Extras) -> torch.Tensor:
         return side_rows(extras, LABEL_INPUT, self.config.num_labels,

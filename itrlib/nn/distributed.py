@@ -6,7 +6,9 @@ the gradient over ranks, so every rank's gradients are ``world_size`` times its 
 gradient and DDP's average over ranks gives exactly the gradient of one process on the global batch.
 BatchNorm takes its statistics over the global batch (:class:`GlobalBatchNorm1d`, also on CPU, where
 ``nn.SyncBatchNorm`` does not run), and a random draw made after the gather (AFA's mixing weights) comes
-from rank 0 (:func:`same_on_every_rank`). With one process every function here is the identity.
+from rank 0 (:func:`same_on_every_rank`). A pairwise model may instead score the gathered items of one
+side against its own items of the other and gather the score matrix's columns (:func:`gather_columns`), under the
+same gradient rule. With one process every function here is the identity.
 """
 
 from __future__ import annotations
@@ -27,27 +29,33 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-class _GatherBatch(torch.autograd.Function):
-    """All-gather along dim 0 (equal shapes on every rank); backward: the gradient summed over ranks, sliced."""
+class _Gather(torch.autograd.Function):
+    """All-gather along ``dim`` (equal shapes on every rank); backward: the gradient summed over ranks, sliced."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.rows = x.shape[0]
-        return _all_gathered(x)
+    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
+        ctx.dim, ctx.size = dim, x.shape[dim]
+        return _all_gathered(x, dim)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad)
-        start = dist.get_rank() * ctx.rows
-        return grad[start:start + ctx.rows]
+        return grad.narrow(ctx.dim, dist.get_rank() * ctx.size, ctx.size), None
 
 
 def gather_batch(x: torch.Tensor) -> torch.Tensor:
     """(B_local, ...) on each rank -> (world_size * B_local, ...) in rank order; differentiable (see module).
 
     Every rank must pass the same shape (the sampler gives each rank batch_size / world_size items)."""
-    return _GatherBatch.apply(x) if world_size() > 1 else x
+    return _Gather.apply(x, 0) if world_size() > 1 else x
+
+
+def gather_columns(x: torch.Tensor) -> torch.Tensor:
+    """(R, C_local) on each rank -> (R, world_size * C_local), the ranks' columns side by side in rank order;
+    differentiable as :func:`gather_batch`. A pairwise model scores all R items against its own C_local and
+    every rank then holds the whole score matrix."""
+    return _Gather.apply(x, 1) if world_size() > 1 else x
 
 
 @torch.no_grad()
@@ -56,11 +64,20 @@ def gather_detached(x: torch.Tensor) -> torch.Tensor:
     return x if world_size() == 1 else _all_gathered(x)
 
 
-def _all_gathered(x: torch.Tensor) -> torch.Tensor:
-    """Every rank's ``x`` (equal shapes) concatenated along dim 0 in rank order."""
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+def _all_gathered(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Every rank's ``x`` (equal shapes) concatenated along ``dim`` in rank order."""
+    parts = [torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    return torch.cat(parts, dim)
+
+
+def pad_to_common_width(features: torch.Tensor) -> torch.Tensor:
+    """Padded sets (B_local, L_rank, D) -> (B_local, L_max, D), L_max the longest of any rank (zeros added)."""
+    if world_size() == 1:
+        return features
+    width = torch.tensor([features.shape[1]], device=features.device)
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    return F.pad(features, (0, 0, 0, int(width) - features.shape[1]))
 
 
 def gather_padded(features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,10 +85,7 @@ def gather_padded(features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.
     pads to the longest set of any rank before the gather (the padding is never read as data)."""
     if world_size() == 1:
         return features, lengths
-    width = torch.tensor([features.shape[1]], device=features.device)
-    dist.all_reduce(width, op=dist.ReduceOp.MAX)
-    padded = F.pad(features, (0, 0, 0, int(width) - features.shape[1]))
-    return gather_batch(padded), gather_detached(lengths)
+    return gather_batch(pad_to_common_width(features)), gather_detached(lengths)
 
 
 def same_on_every_rank(x: torch.Tensor) -> torch.Tensor:
