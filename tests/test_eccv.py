@@ -22,16 +22,22 @@ def _test_images(package) -> np.ndarray:
     return np.array([package.coco_gts["t2i"][int(c)][0] for c in captions[::5]])
 
 
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Per row, the columns of the ``depth`` highest scores, best first, equal scores by column (what a full
+    stable sort of the negated scores puts first): every score at least the row's depth-th highest is a
+    candidate, ties at that boundary included, and the candidates are sorted stably."""
+    boundary = -np.partition(-scores, depth - 1, axis=1)[:, depth - 1]
+    out = np.empty((scores.shape[0], depth), dtype=np.int64)
+    for row, (values, lowest) in enumerate(zip(scores, boundary, strict=True)):
+        candidates = np.flatnonzero(values >= lowest)
+        out[row] = candidates[np.argsort(-values[candidates], kind="stable")][:depth]
+    return out
+
+
 def _full_rankings(scores: np.ndarray, image_ids: np.ndarray, caption_ids: np.ndarray, depth: int):
-    """Each query's items by a full stable sort of its scores, best first (the obvious way, row blocks)."""
-    i2t = {}
-    for start in range(0, scores.shape[0], 500):
-        order = np.argsort(-scores[start:start + 500], axis=1, kind="stable")[:, :depth]
-        i2t.update(zip(image_ids[start:start + 500].tolist(), caption_ids[order].tolist(), strict=True))
-    t2i = {}
-    for start in range(0, scores.shape[1], 2500):
-        order = np.argsort(-scores[:, start:start + 2500].T, axis=1, kind="stable")[:, :depth]
-        t2i.update(zip(caption_ids[start:start + 2500].tolist(), image_ids[order].tolist(), strict=True))
+    """Each query's first ``depth`` items of a full stable sort of its scores, best first."""
+    i2t = dict(zip(image_ids.tolist(), caption_ids[_top(scores, depth)].tolist(), strict=True))
+    t2i = dict(zip(caption_ids.tolist(), image_ids[_top(np.ascontiguousarray(scores.T), depth)].tolist(), strict=True))
     return i2t, t2i
 
 
